@@ -1,0 +1,156 @@
+//! [`PollingBackend`]: the `polling` crate (epoll, kqueue, IOCP, event ports).
+
+use std::fmt;
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use polling::{Event, Events, PollMode, Poller};
+
+use super::sealed::{Notify, Ops};
+use crate::{Fd, Interest, Source};
+
+/// The `polling` crate's `Poller` in level-triggered mode; see
+/// [`PollingSelector`](crate::PollingSelector).
+///
+/// Where the OS has no level-triggered mode (event ports on illumos and
+/// Solaris), registrations are one-shot and re-armed after every event, as
+/// calloop does, which gives the same level-triggered behaviour.
+pub struct PollingBackend {
+    poller: Arc<Poller>,
+    events: Events,
+    mode: PollMode,
+    /// For one-shot mode only: what to re-arm, by token.
+    armed: Vec<Option<(Fd, Interest)>>,
+}
+
+impl PollingBackend {
+    fn with_mode(level: bool) -> io::Result<Self> {
+        let poller = Poller::new()?;
+        let mode = if level && poller.supports_level() { PollMode::Level } else { PollMode::Oneshot };
+        Ok(PollingBackend {
+            poller: Arc::new(poller),
+            events: Events::with_capacity(NonZeroUsize::new(1024).expect("non-zero")),
+            mode,
+            armed: Vec::new(),
+        })
+    }
+
+    fn arm(&mut self, token: usize, armed: Option<(Fd, Interest)>) {
+        if self.mode == PollMode::Oneshot {
+            if self.armed.len() <= token {
+                self.armed.resize(token + 1, None);
+            }
+            self.armed[token] = armed;
+        }
+    }
+}
+
+fn event(token: usize, interest: Interest) -> Event {
+    Event::new(token, interest.is_readable(), interest.is_writable())
+}
+
+impl Notify for Poller {
+    fn notify(&self) -> io::Result<()> {
+        Poller::notify(self)
+    }
+}
+
+impl Ops for PollingBackend {
+    const NAME: &'static str = "polling";
+
+    fn open() -> io::Result<Self> {
+        PollingBackend::with_mode(true)
+    }
+
+    fn notifier(&self) -> Arc<dyn Notify> {
+        self.poller.clone()
+    }
+
+    unsafe fn add<S: Source + ?Sized>(
+        &mut self,
+        _src: &S,
+        fd: Fd,
+        token: usize,
+        interest: Interest,
+    ) -> io::Result<()> {
+        // SAFETY: our caller guarantees `fd` stays open until `delete`.
+        unsafe { self.poller.add_with_mode(fd, event(token, interest), self.mode)? };
+        self.arm(token, Some((fd, interest)));
+        Ok(())
+    }
+
+    fn modify<S: Source + ?Sized>(
+        &mut self,
+        src: &S,
+        fd: Fd,
+        token: usize,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.poller.modify_with_mode(src, event(token, interest), self.mode)?;
+        self.arm(token, Some((fd, interest)));
+        Ok(())
+    }
+
+    fn delete<S: Source + ?Sized>(&mut self, src: &S, _fd: Fd, token: usize) -> io::Result<()> {
+        self.arm(token, None);
+        self.poller.delete(src)
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<(usize, Interest)>) -> io::Result<()> {
+        self.events.clear();
+        self.poller.wait(&mut self.events, timeout)?;
+        for ev in self.events.iter() {
+            if let Some(mask) = Interest::from_flags(ev.readable, ev.writable) {
+                ready.push((ev.key, mask));
+            }
+            if self.mode == PollMode::Oneshot {
+                if let Some(Some((fd, interest))) = self.armed.get(ev.key) {
+                    // SAFETY: `fd` is registered (its `armed` entry is cleared on
+                    // `delete`), so its owner keeps it open.
+                    let src = unsafe { crate::sys::borrow(*fd) };
+                    self.poller.modify_with_mode(src, event(ev.key, *interest), self.mode)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PollingBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollingBackend").field("mode", &self.mode).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use super::PollingBackend;
+    use crate::selector::sealed::Ops;
+    use crate::{BaseSelector, Selector, EVENT_READ};
+
+    /// The one-shot path (event ports) cannot run here, so run it on this
+    /// OS's poller in one-shot mode: it must still behave level-triggered.
+    #[test]
+    fn oneshot_mode_is_rearmed_into_level_triggered() {
+        let mut sel: BaseSelector<PollingBackend, TcpStream, ()> = BaseSelector::new().unwrap();
+        sel.backend = Some(PollingBackend::with_mode(false).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let fd = crate::Source::fileno(&server);
+        sel.register(server, EVENT_READ, ()).unwrap();
+        client.write_all(b"x").unwrap();
+        for _ in 0..3 {
+            let ready: Vec<_> = sel.select(Some(Duration::from_secs(5))).unwrap().map(|(k, m)| (k.fd, m)).collect();
+            assert_eq!(ready, [(fd, EVENT_READ)]);
+        }
+        assert_eq!(sel.backend.as_ref().map(|b| b.mode), Some(polling::PollMode::Oneshot));
+        let _ = PollingBackend::NAME;
+    }
+}

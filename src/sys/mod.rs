@@ -1,0 +1,50 @@
+//! The only place, besides the backend choice in `lib.rs`, that names an OS.
+//!
+//! Each platform file provides:
+//! - `Fd`: what Python calls a file descriptor (`RawFd` on Unix, `RawSocket` on Windows);
+//! - `Source`: the one trait a registrable object implements (blanket over `AsFd` / `AsSocket`);
+//! - `WakePipe`: a pair of connected endpoints a poll(2)-style backend watches so that
+//!   another thread can interrupt its wait;
+//! - `poll`: one call of poll(2) / WSAPoll over a slice of `PollFd`, with its flag constants.
+
+cfg_if::cfg_if! {
+    if #[cfg(unix)] {
+        mod unix;
+        pub use self::unix::*;
+    } else if #[cfg(windows)] {
+        mod windows;
+        pub use self::windows::*;
+    } else {
+        compile_error!("selectloop supports Unix and Windows");
+    }
+}
+
+use std::time::Duration;
+
+/// A timeout as poll(2) / WSAPoll / epoll want it: milliseconds, rounded up so
+/// that a sub-millisecond wait does not become a busy loop (as CPython does),
+/// `-1` for "block", clamped to `i32::MAX`.
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(t) => {
+            let ms = t.as_millis() + u128::from(t.subsec_nanos() % 1_000_000 != 0);
+            i32::try_from(ms).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timeout_ms;
+    use std::time::Duration;
+
+    #[test]
+    fn timeout_ms_rounds_up_and_clamps() {
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(1500))), 1500);
+        assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), i32::MAX);
+    }
+}

@@ -1,0 +1,104 @@
+//! Unix: descriptors are `RawFd`, sources are `AsFd`, the wake pipe is a
+//! `UnixStream` pair, and `poll` is poll(2).
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+/// What Python calls a file descriptor: a `RawFd` on Unix, a `RawSocket` on Windows.
+pub type Fd = RawFd;
+
+/// An object a selector can watch: anything with a file descriptor
+/// ([`AsFd`] on Unix, `AsSocket` on Windows).
+///
+/// It is implemented for every such type, including references and
+/// `Box<dyn Source>`, so users never implement it themselves and never need
+/// `unsafe` to register a socket.
+///
+/// ```
+/// use std::net::TcpListener;
+/// use selectloop::Source;
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let boxed: Box<dyn Source> = Box::new(listener);
+/// assert!(boxed.fileno() >= 0);
+/// # std::io::Result::Ok(())
+/// ```
+pub trait Source: AsFd {
+    /// The descriptor's number, Python's `fileno()`.
+    fn fileno(&self) -> Fd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl<T: AsFd + ?Sized> Source for T {}
+
+/// A connected pair: a byte written to one end makes the other readable.
+#[derive(Debug)]
+pub(crate) struct WakePipe {
+    rx: UnixStream,
+    tx: UnixStream,
+}
+
+impl WakePipe {
+    pub(crate) fn new() -> io::Result<WakePipe> {
+        let (rx, tx) = UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        Ok(WakePipe { rx, tx })
+    }
+
+    /// The descriptor to watch for readability.
+    pub(crate) fn fd(&self) -> Fd {
+        self.rx.as_raw_fd()
+    }
+
+    /// Makes the watched end readable. A full pipe already is, so `WouldBlock` is success.
+    pub(crate) fn wake(&self) -> io::Result<()> {
+        match (&self.tx).write(&[1]) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads everything pending so the watched end is no longer readable.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = (&self.rx).read(&mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+    }
+}
+
+/// One entry of the poll(2) set.
+pub(crate) type PollFd = libc::pollfd;
+
+pub(crate) const POLLIN: i16 = libc::POLLIN;
+pub(crate) const POLLOUT: i16 = libc::POLLOUT;
+
+pub(crate) fn pollfd(fd: Fd, events: i16) -> PollFd {
+    libc::pollfd { fd, events, revents: 0 }
+}
+
+/// One call of poll(2). `EINTR` comes back as `ErrorKind::Interrupted`.
+pub(crate) fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd` whose
+    // length is passed along; poll(2) writes only the `revents` fields.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Borrows a registered descriptor by number.
+///
+/// # Safety
+/// `fd` must be open, and stay open while the result is used.
+pub(crate) unsafe fn borrow<'a>(fd: Fd) -> std::os::fd::BorrowedFd<'a> {
+    // SAFETY: forwarded to our caller.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
