@@ -50,6 +50,19 @@ pub enum Error {
         /// The backend's limit: descriptors must be below it.
         limit: Fd,
     },
+    /// The event loop has no source for this [`Token`](crate::Token): it was
+    /// unregistered (or never belonged to this loop).
+    InvalidToken,
+    /// The source's callback is running right now, so its object cannot be
+    /// taken or borrowed (it is borrowed by that callback).
+    InUse,
+    /// The source's object is not of the type asked for.
+    TypeMismatch {
+        /// The type asked for.
+        expected: &'static str,
+    },
+    /// `run` or `run_once` was called from inside one of the loop's own callbacks.
+    AlreadyRunning,
     /// The operating system refused the operation.
     Io(io::Error),
 }
@@ -68,6 +81,10 @@ impl fmt::Display for Error {
                 f,
                 "descriptor {fd} is too large for this selector (limit {limit}); use PollSelector or DefaultSelector"
             ),
+            Error::InvalidToken => f.write_str("no source is registered for this token"),
+            Error::InUse => f.write_str("the source's callback is running; its object is borrowed"),
+            Error::TypeMismatch { expected } => write!(f, "the source's object is not a {expected}"),
+            Error::AlreadyRunning => f.write_str("the event loop is already running"),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -93,9 +110,12 @@ impl From<Error> for io::Error {
         let kind = match e {
             Error::Io(inner) => return inner,
             Error::AlreadyRegistered { .. } => io::ErrorKind::AlreadyExists,
-            Error::NotRegistered { .. } => io::ErrorKind::NotFound,
-            Error::InvalidEvents { .. } | Error::FdTooLarge { .. } => io::ErrorKind::InvalidInput,
+            Error::NotRegistered { .. } | Error::InvalidToken => io::ErrorKind::NotFound,
+            Error::InvalidEvents { .. } | Error::FdTooLarge { .. } | Error::TypeMismatch { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::Closed => io::ErrorKind::NotConnected,
+            Error::InUse | Error::AlreadyRunning => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

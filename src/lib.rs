@@ -47,12 +47,20 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+pub mod event_loop;
+mod executor;
 mod interest;
 mod key;
+pub mod net;
 pub mod selector;
+mod signal;
 mod sys;
+mod timer;
 
 pub use crate::error::{Error, Result};
+pub use crate::event_loop::{CallbackError, EventLoop, LoopHandle, LoopStats, Token};
+pub use crate::signal::Signal;
+pub use crate::timer::TimerHandle;
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;
 pub use crate::selector::{
@@ -84,6 +92,8 @@ cfg_if::cfg_if! {
         /// This build uses [`PollSelector`] (Windows, or the test-only
         /// `--cfg selectloop_force_poll`).
         pub type DefaultSelector<F = AnySource, D = ()> = PollSelector<F, D>;
+        /// The backend of [`DefaultSelector`], and of [`EventLoop`] by default.
+        pub type DefaultBackend = selector::PollBackend;
     } else {
         /// The platform's best selector: epoll on Linux/Android, kqueue on
         /// macOS/iOS/BSD, `WSAPoll` ([`PollSelector`]) on Windows.
@@ -91,5 +101,7 @@ cfg_if::cfg_if! {
         /// This build uses [`PollingSelector`] (epoll or kqueue; event ports
         /// on illumos/Solaris, poll(2) elsewhere).
         pub type DefaultSelector<F = AnySource, D = ()> = PollingSelector<F, D>;
+        /// The backend of [`DefaultSelector`], and of [`EventLoop`] by default.
+        pub type DefaultBackend = selector::PollingBackend;
     }
 }

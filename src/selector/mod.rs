@@ -447,7 +447,7 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
 
     /// Waits like [`Selector::select`] and returns the ready `(slot, mask)`
     /// pairs, each slot once, masks within the registered events.
-    pub(crate) fn select_slots(&mut self, timeout: Option<Duration>) -> Result<&[(usize, Interest)]> {
+    pub(crate) fn select_slots(&mut self, timeout: Option<Duration>) -> Result<()> {
         let backend = self.backend.as_mut().ok_or(Error::Closed)?;
         self.ready.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -494,7 +494,17 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
             }
         }
         self.ready.truncate(kept);
-        Ok(&self.ready)
+        Ok(())
+    }
+
+    /// The result of the last `select_slots`: `(slot, key, mask)`.
+    pub(crate) fn ready_keys(&self) -> impl Iterator<Item = (usize, &SelectorKey<F, D>, Interest)> + '_ {
+        self.ready.iter().map(move |&(slot, mask)| (slot, &self.slots[slot].key, mask))
+    }
+
+    /// How many objects are registered.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// The backend's short name, e.g. `"poll"`.

@@ -88,14 +88,14 @@ impl Ops for PollingBackend {
         token: usize,
         interest: Interest,
     ) -> io::Result<()> {
-        self.poller.modify_with_mode(src, event(token, interest), self.mode)?;
+        self.poller.modify_with_mode(crate::sys::as_borrowed(src), event(token, interest), self.mode)?;
         self.arm(token, Some((fd, interest)));
         Ok(())
     }
 
     fn delete<S: Source + ?Sized>(&mut self, src: &S, _fd: Fd, token: usize) -> io::Result<()> {
         self.arm(token, None);
-        self.poller.delete(src)
+        self.poller.delete(crate::sys::as_borrowed(src))
     }
 
     fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<(usize, Interest)>) -> io::Result<()> {

@@ -1,0 +1,1 @@
+//! Networking helpers (being written).

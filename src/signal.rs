@@ -1,0 +1,160 @@
+//! Signals delivered to the loop's thread: [`EventLoop::add_signal_handler`].
+//!
+//! On Unix a signal writes a byte to a socket pair (through `signal-hook`,
+//! whose handler does only that, which is async-signal-safe); the loop
+//! watches the other end like any source and runs your callback on its own
+//! thread. On Windows, Ctrl-C and Ctrl-Break arrive through
+//! `SetConsoleCtrlHandler` on a system thread, which forwards them to the
+//! loop with [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::{Backend, Error, EventLoop, Result, Token};
+
+/// A signal the loop can handle.
+///
+/// Portable: [`Signal::INT`] (SIGINT, or Ctrl-C on Windows). On Unix, any
+/// catchable signal number works through [`Signal::from_raw`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// Interrupt: SIGINT on Unix, Ctrl-C on Windows.
+    #[cfg(unix)]
+    pub const INT: Signal = Signal(libc::SIGINT);
+    /// Interrupt: SIGINT on Unix, Ctrl-C on Windows.
+    #[cfg(windows)]
+    pub const INT: Signal = Signal(crate::sys::CTRL_C);
+    /// Ctrl-Break (Windows only).
+    #[cfg(windows)]
+    pub const BREAK: Signal = Signal(crate::sys::CTRL_BREAK);
+    /// SIGTERM (Unix only).
+    #[cfg(unix)]
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// SIGHUP (Unix only).
+    #[cfg(unix)]
+    pub const HUP: Signal = Signal(libc::SIGHUP);
+    /// SIGUSR1 (Unix only).
+    #[cfg(unix)]
+    pub const USR1: Signal = Signal(libc::SIGUSR1);
+    /// SIGUSR2 (Unix only).
+    #[cfg(unix)]
+    pub const USR2: Signal = Signal(libc::SIGUSR2);
+
+    /// A signal by number (Unix). Whether it can be handled is checked by
+    /// [`EventLoop::add_signal_handler`].
+    #[cfg(unix)]
+    pub const fn from_raw(signum: i32) -> Signal {
+        Signal(signum)
+    }
+
+    /// The signal's number (on Windows, the console control event).
+    pub const fn as_raw(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signal({})", self.0)
+    }
+}
+
+/// A signal callback.
+pub(crate) type SignalCallback<B> = Box<dyn FnMut(&mut EventLoop<B>) -> anyhow::Result<()>>;
+
+/// The loop's signal registrations.
+pub(crate) struct Signals<B: Backend> {
+    map: HashMap<Signal, Registration<B>>,
+}
+
+impl<B: Backend> Default for Signals<B> {
+    fn default() -> Self {
+        Signals { map: HashMap::new() }
+    }
+}
+
+struct Registration<B: Backend> {
+    /// The loop's source that receives the signal (Unix).
+    token: Option<Token>,
+    /// How to stop the delivery.
+    id: crate::sys::SignalId,
+    /// `None` while it runs.
+    callback: Option<SignalCallback<B>>,
+}
+
+impl<B: Backend> EventLoop<B> {
+    /// Runs `callback` on the loop's thread each time `signal` arrives,
+    /// replacing the handler the loop had for it. Signals that arrive
+    /// together may be coalesced into one call. The loop's own source for
+    /// the signal does not keep [`run`](EventLoop::run) going.
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the signal cannot be caught (SIGKILL, SIGSTOP, and
+    ///   signals `signal-hook` forbids, like SIGSEGV), or on Windows for a
+    ///   signal other than [`Signal::INT`] and [`Signal::BREAK`].
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use selectloop::{EventLoop, Signal};
+    ///
+    /// let mut lp = EventLoop::new()?;
+    /// lp.add_signal_handler(Signal::USR1, |lp| { lp.stop(); Ok(()) })?;
+    /// // SAFETY-free: raise(3) through libc would do; here the handler is just removed.
+    /// assert!(lp.remove_signal_handler(Signal::USR1)?);
+    /// # }
+    /// # Ok::<(), selectloop::Error>(())
+    /// ```
+    pub fn add_signal_handler(
+        &mut self,
+        signal: Signal,
+        callback: impl FnMut(&mut EventLoop<B>) -> anyhow::Result<()> + 'static,
+    ) -> Result<()> {
+        self.remove_signal_handler(signal)?;
+        let (token, id) = crate::sys::add_signal(self, signal)?;
+        let callback: SignalCallback<B> = Box::new(callback);
+        self.signals.map.insert(signal, Registration { token, id, callback: Some(callback) });
+        Ok(())
+    }
+
+    /// Removes the loop's handler for `signal`, restoring the default
+    /// disposition if no other handler remains. Returns whether there was one.
+    ///
+    /// # Errors
+    /// - none today; the `Result` is kept for platforms whose removal can fail.
+    pub fn remove_signal_handler(&mut self, signal: Signal) -> Result<bool> {
+        match self.signals.map.remove(&signal) {
+            Some(Registration { token, id, .. }) => {
+                crate::sys::remove_signal(id);
+                match token.map(|token| self.unregister(token)) {
+                    None | Some(Ok(())) | Some(Err(Error::InvalidToken)) => Ok(true),
+                    Some(Err(e)) => Err(e),
+                }
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs the handler for `signal`, if there still is one.
+    pub(crate) fn deliver_signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        let Some(mut callback) = self.signals.map.get_mut(&signal).and_then(|r| r.callback.take()) else {
+            return Ok(());
+        };
+        let result = callback(self);
+        if let Some(registration) = self.signals.map.get_mut(&signal) {
+            // Unless the callback replaced its own registration.
+            if registration.callback.is_none() {
+                registration.callback = Some(callback);
+            }
+        }
+        result
+    }
+}
+
+impl<B: Backend> fmt::Debug for Signals<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.map.keys()).finish()
+    }
+}
