@@ -55,11 +55,13 @@ pub mod net;
 pub mod selector;
 mod signal;
 mod sys;
+mod threads;
 mod timer;
 
 pub use crate::error::{Error, Result};
 pub use crate::event_loop::{CallbackError, EventLoop, LoopHandle, LoopStats, Token};
 pub use crate::signal::Signal;
+pub use crate::threads::LoopGroup;
 pub use crate::timer::TimerHandle;
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;
