@@ -107,3 +107,8 @@ cfg_if::cfg_if! {
         pub type DefaultBackend = selector::PollingBackend;
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -93,7 +93,7 @@ impl<B: Backend> EventLoop<B> {
     /// # Errors
     /// - [`Error::Io`] if the signal cannot be caught (SIGKILL, SIGSTOP, and
     ///   signals `signal-hook` forbids, like SIGSEGV), or on Windows for a
-    ///   signal other than [`Signal::INT`] and [`Signal::BREAK`].
+    ///   signal other than [`Signal::INT`] and `Signal::BREAK`.
     ///
     /// # Examples
     /// ```

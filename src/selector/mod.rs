@@ -38,11 +38,11 @@
 //!
 //! | type | mechanism | platforms |
 //! |---|---|---|
-//! | [`PollingSelector`] ([`EpollSelector`], [`KqueueSelector`]) | the `polling` crate: epoll, kqueue, IOCP, event ports | all |
+//! | [`PollingSelector`] (`EpollSelector`, `KqueueSelector`) | the `polling` crate: epoll, kqueue, IOCP, event ports | all |
 //! | [`PollSelector`] | poll(2); `WSAPoll` on Windows | all |
 //! | [`SelectSelector`] | select(2); descriptors below `FD_SETSIZE` only | Unix |
 //!
-//! [`DefaultSelector`] is epoll on Linux and Android, kqueue on macOS, iOS
+//! [`DefaultSelector`](crate::DefaultSelector) is epoll on Linux and Android, kqueue on macOS, iOS
 //! and the BSDs, and **`WSAPoll` on Windows**. On Windows this follows the
 //! project's choice of a plain readiness API whose behaviour matches Python's
 //! `selectors.DefaultSelector` (which is `SelectSelector` there) without its
