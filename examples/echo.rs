@@ -35,13 +35,21 @@ struct Options {
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let mut options = Options { addr: "127.0.0.1:9999".into(), threads: 1, upper: false };
+    let mut options = Options {
+        addr: "127.0.0.1:9999".into(),
+        threads: 1,
+        upper: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
             "--threads" => {
-                options.threads = args.next().context("--threads needs N")?.parse().context("--threads N")?;
+                options.threads = args
+                    .next()
+                    .context("--threads needs N")?
+                    .parse()
+                    .context("--threads N")?;
                 anyhow::ensure!(options.threads > 0, "--threads must be at least 1");
             }
             "--upper" => options.upper = true,
@@ -64,7 +72,12 @@ struct Conn {
 }
 
 impl Conn {
-    fn on_ready(&mut self, lp: &mut EventLoop, stream: &mut TcpStream, mask: Interest) -> anyhow::Result<()> {
+    fn on_ready(
+        &mut self,
+        lp: &mut EventLoop,
+        stream: &mut TcpStream,
+        mask: Interest,
+    ) -> anyhow::Result<()> {
         let me = lp.current_token().expect("called by the loop");
         if !self.unsent.is_empty() {
             self.flush(stream)?;
@@ -77,7 +90,14 @@ impl Conn {
             lp.unregister(me)?;
         } else {
             // Level-triggered: modify() only reaches the kernel on a change.
-            lp.modify(me, if self.unsent.is_empty() { EVENT_READ } else { EVENT_WRITE })?;
+            lp.modify(
+                me,
+                if self.unsent.is_empty() {
+                    EVENT_READ
+                } else {
+                    EVENT_WRITE
+                },
+            )?;
         }
         Ok(())
     }
@@ -141,45 +161,65 @@ fn is_reset(e: &anyhow::Error) -> bool {
     e.downcast_ref::<io::Error>().is_some_and(|e| {
         matches!(
             e.kind(),
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
         )
     })
 }
 
-fn serve_listener(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> selectloop::Result<Token> {
-    lp.register(listener, EVENT_READ, move |lp, listener: &mut TcpListener, _mask| {
-        // Accept what is queued, a bounded batch per wake-up.
-        for _ in 0..128 {
-            match listener.accept() {
-                Ok((stream, _peer)) => {
-                    stream.set_nonblocking(true)?;
-                    stream.set_nodelay(true)?;
-                    let mut conn = Conn { unsent: Vec::new(), upper, eof: false };
-                    lp.register(stream, EVENT_READ, move |lp, stream: &mut TcpStream, mask| {
-                        conn.on_ready(lp, stream, mask)
-                    })?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {}
-                Err(e) => {
-                    // Out of descriptors (EMFILE/ENFILE) or the like: the
-                    // listener stays readable, so pause it rather than spin.
-                    eprintln!("accept failed: {e}; pausing accepts for 100 ms");
-                    let me = lp.current_token().expect("called by the loop");
-                    lp.call_soon(move |lp| {
-                        let listener: TcpListener = lp.take(me)?;
-                        lp.call_later(Duration::from_millis(100), move |lp| {
-                            serve_listener(lp, listener, upper)?;
+fn serve_listener(
+    lp: &mut EventLoop,
+    listener: TcpListener,
+    upper: bool,
+) -> selectloop::Result<Token> {
+    lp.register(
+        listener,
+        EVENT_READ,
+        move |lp, listener: &mut TcpListener, _mask| {
+            // Accept what is queued, a bounded batch per wake-up.
+            for _ in 0..128 {
+                match listener.accept() {
+                    Ok((stream, _peer)) => {
+                        stream.set_nonblocking(true)?;
+                        stream.set_nodelay(true)?;
+                        let mut conn = Conn {
+                            unsent: Vec::new(),
+                            upper,
+                            eof: false,
+                        };
+                        lp.register(
+                            stream,
+                            EVENT_READ,
+                            move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
+                        )?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        // Out of descriptors (EMFILE/ENFILE) or the like: the
+                        // listener stays readable, so pause it rather than spin.
+                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
+                        let me = lp.current_token().expect("called by the loop");
+                        lp.call_soon(move |lp| {
+                            let listener: TcpListener = lp.take(me)?;
+                            lp.call_later(Duration::from_millis(100), move |lp| {
+                                serve_listener(lp, listener, upper)?;
+                                Ok(())
+                            });
                             Ok(())
                         });
-                        Ok(())
-                    });
-                    break;
+                        break;
+                    }
                 }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Result<()> {
@@ -202,7 +242,8 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
 
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
-    let listener = TcpListener::bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
+    let listener =
+        TcpListener::bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
     listener.set_nonblocking(true)?;
     let mut out = io::stdout();
     writeln!(out, "listening on {}", listener.local_addr()?)?;
@@ -214,7 +255,9 @@ fn main() -> anyhow::Result<()> {
         setup(&mut lp, listener, upper)?;
         lp.run()?;
     } else {
-        let group = LoopGroup::spawn(options.threads, move |lp, _index| setup(lp, listener.try_clone()?, upper))?;
+        let group = LoopGroup::spawn(options.threads, move |lp, _index| {
+            setup(lp, listener.try_clone()?, upper)
+        })?;
         group.join()?;
     }
     Ok(())

@@ -131,10 +131,22 @@ mod tests {
     #[test]
     fn converts_to_io_error_with_fitting_kind_and_keeps_the_original() {
         let cases = [
-            (Error::AlreadyRegistered { fd: 3 }, io::ErrorKind::AlreadyExists),
+            (
+                Error::AlreadyRegistered { fd: 3 },
+                io::ErrorKind::AlreadyExists,
+            ),
             (Error::NotRegistered { fd: 3 }, io::ErrorKind::NotFound),
-            (Error::InvalidEvents { bits: 0 }, io::ErrorKind::InvalidInput),
-            (Error::FdTooLarge { fd: 5000, limit: 1024 }, io::ErrorKind::InvalidInput),
+            (
+                Error::InvalidEvents { bits: 0 },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::FdTooLarge {
+                    fd: 5000,
+                    limit: 1024,
+                },
+                io::ErrorKind::InvalidInput,
+            ),
             (Error::Closed, io::ErrorKind::NotConnected),
         ];
         for (e, kind) in cases {

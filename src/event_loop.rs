@@ -101,7 +101,7 @@ use slab::Slab;
 use crate::executor::Executor;
 use crate::sys::LoopFd;
 use crate::timer::{Shared, Timer, TimerHandle};
-use crate::{BaseSelector, Backend, DefaultBackend, Error, Fd, Interest, Result, Selector, Source};
+use crate::{Backend, BaseSelector, DefaultBackend, Error, Fd, Interest, Result, Selector, Source};
 
 /// Names a source registered with an [`EventLoop`].
 ///
@@ -126,7 +126,8 @@ type EveryCallback<B> = Box<dyn FnMut(&mut EventLoop<B>) -> anyhow::Result<()>>;
 /// A callback sent from another thread.
 type RemoteCallback<B> = Box<dyn FnOnce(&mut EventLoop<B>) -> anyhow::Result<()> + Send>;
 /// What to do with an offloaded job's result on the loop thread.
-type DoneCallback<B> = Box<dyn FnOnce(&mut EventLoop<B>, Box<dyn Any + Send>) -> anyhow::Result<()>>;
+type DoneCallback<B> =
+    Box<dyn FnOnce(&mut EventLoop<B>, Box<dyn Any + Send>) -> anyhow::Result<()>>;
 /// A replacement for the handler of the source whose callback is running.
 type Rebuild<B> = Box<dyn FnOnce(Box<dyn Handler<B>>) -> Box<dyn Handler<B>>>;
 /// The error handler.
@@ -175,7 +176,10 @@ where
     }
 
     fn peer(&self) -> Option<SocketAddr> {
-        socket2::SockRef::from(&self.obj).peer_addr().ok()?.as_socket()
+        socket2::SockRef::from(&self.obj)
+            .peer_addr()
+            .ok()?
+            .as_socket()
     }
 }
 
@@ -198,7 +202,10 @@ struct Remote<B: Backend> {
 
 impl<B: Backend> Remote<B> {
     fn push(&self, callback: RemoteCallback<B>) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(callback);
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(callback);
         self.pending.store(true, Ordering::Release);
         // A failed wake (out of resources) leaves the callback queued; it runs
         // on the loop's next iteration.
@@ -222,7 +229,9 @@ pub struct CallbackError {
 impl fmt::Display for CallbackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.token, self.fd, self.peer) {
-            (Some(token), Some(fd), Some(peer)) => write!(f, "callback of source {token} (fd {fd}, peer {peer})")?,
+            (Some(token), Some(fd), Some(peer)) => {
+                write!(f, "callback of source {token} (fd {fd}, peer {peer})")?
+            }
             (Some(token), Some(fd), None) => write!(f, "callback of source {token} (fd {fd})")?,
             _ => f.write_str("scheduled callback")?,
         }
@@ -316,7 +325,8 @@ impl<B: Backend> EventLoop<B> {
                 waker,
             }),
             executor: None,
-            executor_threads: std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 8)),
+            executor_threads: std::thread::available_parallelism()
+                .map_or(4, |n| n.get().clamp(2, 8)),
             jobs: Slab::new(),
             error_handler: None,
             slow_threshold: None,
@@ -345,7 +355,13 @@ impl<B: Backend> EventLoop<B> {
         self.register_inner(fileobj, events, callback, false)
     }
 
-    pub(crate) fn register_inner<T, C>(&mut self, fileobj: T, events: Interest, callback: C, internal: bool) -> Result<Token>
+    pub(crate) fn register_inner<T, C>(
+        &mut self,
+        fileobj: T,
+        events: Interest,
+        callback: C,
+        internal: bool,
+    ) -> Result<Token>
     where
         T: Source + 'static,
         C: FnMut(&mut EventLoop<B>, &mut T, Interest) -> anyhow::Result<()> + 'static,
@@ -356,7 +372,10 @@ impl<B: Backend> EventLoop<B> {
             gen,
             type_id: TypeId::of::<T>(),
             internal,
-            handler: Some(Box::new(Typed { obj: fileobj, callback })),
+            handler: Some(Box::new(Typed {
+                obj: fileobj,
+                callback,
+            })),
         };
         let slot = self.sel.register_slot(LoopFd(fd), events, entry)?;
         self.next_gen += 1;
@@ -382,7 +401,9 @@ impl<B: Backend> EventLoop<B> {
         if entry.type_id == TypeId::of::<T>() {
             Ok(())
         } else {
-            Err(Error::TypeMismatch { expected: type_name::<T>() })
+            Err(Error::TypeMismatch {
+                expected: type_name::<T>(),
+            })
         }
     }
 
@@ -416,7 +437,10 @@ impl<B: Backend> EventLoop<B> {
         self.internal_sources -= usize::from(entry.internal);
         let key = self.sel.unregister_slot(token.slot);
         let handler = key.data.handler.expect("checked above");
-        Ok(*handler.into_obj().downcast::<T>().expect("type checked above"))
+        Ok(*handler
+            .into_obj()
+            .downcast::<T>()
+            .expect("type checked above"))
     }
 
     /// Runs `f` on a source's object, e.g. to write to another client from
@@ -427,11 +451,18 @@ impl<B: Backend> EventLoop<B> {
     /// - [`Error::TypeMismatch`] if its object is not a `T`;
     /// - [`Error::InUse`] if called from the source's own callback (which has
     ///   the object already).
-    pub fn with_source<T: 'static, R>(&mut self, token: Token, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+    pub fn with_source<T: 'static, R>(
+        &mut self,
+        token: Token,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R> {
         let entry = self.entry_mut(token)?;
         Self::check_type::<T>(entry)?;
         let handler = entry.handler.as_mut().ok_or(Error::InUse)?;
-        Ok(f(handler.obj_mut().downcast_mut::<T>().expect("type checked above")))
+        Ok(f(handler
+            .obj_mut()
+            .downcast_mut::<T>()
+            .expect("type checked above")))
     }
 
     /// Changes the events a source is watched for. A source that drops an event
@@ -500,18 +531,32 @@ impl<B: Backend> EventLoop<B> {
 
     // ----- scheduling -------------------------------------------------------
 
-    fn schedule(&mut self, deadline: Instant, every: Option<Duration>, callback: TimerCallback<B>) -> TimerHandle {
+    fn schedule(
+        &mut self,
+        deadline: Instant,
+        every: Option<Duration>,
+        callback: TimerCallback<B>,
+    ) -> TimerHandle {
         let (handle, shared) = TimerHandle::new(&self.cancelled);
         shared.set_in_heap(true);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.timers.push(Timer { deadline, seq, every, shared, callback });
+        self.timers.push(Timer {
+            deadline,
+            seq,
+            every,
+            shared,
+            callback,
+        });
         handle
     }
 
     /// Runs `f` on the next loop iteration (not now, even when called from a
     /// callback). Callbacks scheduled this way run in FIFO order.
-    pub fn call_soon(&mut self, f: impl FnOnce(&mut EventLoop<B>) -> anyhow::Result<()> + 'static) -> TimerHandle {
+    pub fn call_soon(
+        &mut self,
+        f: impl FnOnce(&mut EventLoop<B>) -> anyhow::Result<()> + 'static,
+    ) -> TimerHandle {
         let (handle, shared) = TimerHandle::new(&self.cancelled);
         self.ready.push_back(Scheduled::Soon(shared, Box::new(f)));
         handle
@@ -553,7 +598,9 @@ impl<B: Backend> EventLoop<B> {
 
     /// A handle for other threads: [`LoopHandle::call_soon_threadsafe`] and [`LoopHandle::stop`].
     pub fn handle(&self) -> LoopHandle<B> {
-        LoopHandle { remote: Arc::clone(&self.remote) }
+        LoopHandle {
+            remote: Arc::clone(&self.remote),
+        }
     }
 
     /// Makes [`run`](EventLoop::run) return after the current iteration.
@@ -587,9 +634,14 @@ impl<B: Backend> EventLoop<B> {
         if self.executor.is_none() {
             self.executor = Some(Executor::new(self.executor_threads)?);
         }
-        let job = self.jobs.insert(Box::new(move |lp: &mut EventLoop<B>, result: Box<dyn Any + Send>| {
-            done(lp, *result.downcast::<R>().expect("the job's own result type"))
-        }));
+        let job = self.jobs.insert(Box::new(
+            move |lp: &mut EventLoop<B>, result: Box<dyn Any + Send>| {
+                done(
+                    lp,
+                    *result.downcast::<R>().expect("the job's own result type"),
+                )
+            },
+        ));
         let remote = Arc::clone(&self.remote);
         let executor = self.executor.as_ref().expect("started above");
         executor.submit(Box::new(move || {
@@ -598,7 +650,10 @@ impl<B: Backend> EventLoop<B> {
                 let done = lp.jobs.remove(job);
                 match result {
                     Ok(value) => done(lp, Box::new(value)),
-                    Err(panic) => Err(anyhow::anyhow!("offloaded work panicked: {}", panic_message(&*panic))),
+                    Err(panic) => Err(anyhow::anyhow!(
+                        "offloaded work panicked: {}",
+                        panic_message(&*panic)
+                    )),
                 }
             }));
         }));
@@ -612,7 +667,10 @@ impl<B: Backend> EventLoop<B> {
     /// and unregisters the failing source; a handler of yours decides for
     /// itself (call [`unregister`](EventLoop::unregister) with `error.token` to
     /// do the same).
-    pub fn set_error_handler(&mut self, handler: impl FnMut(&mut EventLoop<B>, CallbackError) + 'static) {
+    pub fn set_error_handler(
+        &mut self,
+        handler: impl FnMut(&mut EventLoop<B>, CallbackError) + 'static,
+    ) {
         self.error_handler = Some(Box::new(handler));
     }
 
@@ -628,9 +686,20 @@ impl<B: Backend> EventLoop<B> {
         self.stats
     }
 
-    fn report(&mut self, token: Option<Token>, fd: Option<Fd>, peer: Option<SocketAddr>, error: anyhow::Error) {
+    fn report(
+        &mut self,
+        token: Option<Token>,
+        fd: Option<Fd>,
+        peer: Option<SocketAddr>,
+        error: anyhow::Error,
+    ) {
         self.stats.callback_errors += 1;
-        let failure = CallbackError { token, fd, peer, error };
+        let failure = CallbackError {
+            token,
+            fd,
+            peer,
+            error,
+        };
         match self.error_handler.take() {
             Some(mut handler) => {
                 handler(self, failure);
@@ -748,7 +817,9 @@ impl<B: Backend> EventLoop<B> {
         }
         self.collect_remote();
         for _ in 0..self.ready.len() {
-            let Some(item) = self.ready.pop_front() else { break };
+            let Some(item) = self.ready.pop_front() else {
+                break;
+            };
             self.run_scheduled(item);
         }
         Ok(())
@@ -828,18 +899,28 @@ impl<B: Backend> EventLoop<B> {
         let mut pending = mem::take(&mut self.pending);
         pending.clear();
         self.sel.select_slots(timeout)?;
-        pending.extend(self.sel.ready_keys().map(|(slot, key, mask)| (slot, key.data.gen, mask)));
+        pending.extend(
+            self.sel
+                .ready_keys()
+                .map(|(slot, key, mask)| (slot, key.data.gen, mask)),
+        );
 
         for &(slot, gen, mask) in &pending {
             // The source may have been unregistered, replaced (new generation),
             // or modified by an earlier callback of this batch.
-            let Some(key) = self.sel.key_mut(slot) else { continue };
+            let Some(key) = self.sel.key_mut(slot) else {
+                continue;
+            };
             if key.data.gen != gen {
                 continue;
             }
-            let Some(mask) = mask.intersection(key.events) else { continue };
+            let Some(mask) = mask.intersection(key.events) else {
+                continue;
+            };
             let fd = key.fd;
-            let Some(mut handler) = key.data.handler.take() else { continue };
+            let Some(mut handler) = key.data.handler.take() else {
+                continue;
+            };
             let token = Token { slot, gen };
             self.current = Some(token);
             self.stats.events_dispatched += 1;
@@ -858,8 +939,15 @@ impl<B: Backend> EventLoop<B> {
                     panic::resume_unwind(panic);
                 }
             };
-            self.check_slow(started, format_args!("callback of source {token} (fd {fd})"));
-            let peer = if result.is_err() { handler.peer() } else { None };
+            self.check_slow(
+                started,
+                format_args!("callback of source {token} (fd {fd})"),
+            );
+            let peer = if result.is_err() {
+                handler.peer()
+            } else {
+                None
+            };
             let rebuild = self.rebuild.take();
             match self.sel.key_mut(slot) {
                 Some(key) if key.data.gen == gen => {
@@ -920,7 +1008,10 @@ pub struct LoopHandle<B: Backend = DefaultBackend> {
 impl<B: Backend> LoopHandle<B> {
     /// Runs `f` on the loop's thread, on its next iteration, waking the loop
     /// if it is blocked in `select`.
-    pub fn call_soon_threadsafe(&self, f: impl FnOnce(&mut EventLoop<B>) -> anyhow::Result<()> + Send + 'static) {
+    pub fn call_soon_threadsafe(
+        &self,
+        f: impl FnOnce(&mut EventLoop<B>) -> anyhow::Result<()> + Send + 'static,
+    ) {
         self.remote.push(Box::new(f));
     }
 
@@ -934,7 +1025,9 @@ impl<B: Backend> LoopHandle<B> {
 
 impl<B: Backend> Clone for LoopHandle<B> {
     fn clone(&self) -> Self {
-        LoopHandle { remote: Arc::clone(&self.remote) }
+        LoopHandle {
+            remote: Arc::clone(&self.remote),
+        }
     }
 }
 

@@ -18,7 +18,10 @@ impl Executor {
     pub(crate) fn new(threads: usize) -> io::Result<Executor> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let mut executor = Executor { jobs: Some(tx), workers: Vec::with_capacity(threads) };
+        let mut executor = Executor {
+            jobs: Some(tx),
+            workers: Vec::with_capacity(threads),
+        };
         for i in 0..threads {
             let rx = Arc::clone(&rx);
             let worker = thread::Builder::new()
@@ -60,7 +63,9 @@ impl Drop for Executor {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("threads", &self.workers.len()).finish()
+        f.debug_struct("Executor")
+            .field("threads", &self.workers.len())
+            .finish()
     }
 }
 

@@ -168,7 +168,9 @@ mod tests {
     #[test]
     fn from_bits_refuses_empty_and_unknown_masks() {
         for bits in [0u8, 4, 5, 8, 255] {
-            assert!(matches!(Interest::from_bits(bits), Err(Error::InvalidEvents { bits: b }) if b == bits));
+            assert!(
+                matches!(Interest::from_bits(bits), Err(Error::InvalidEvents { bits: b }) if b == bits)
+            );
         }
         for bits in 1u8..=3 {
             assert_eq!(Interest::from_bits(bits).unwrap().bits(), bits);
@@ -181,6 +183,9 @@ mod tests {
         assert_eq!(Interest::from_flags(true, true), Some(Interest::BOTH));
         assert!(!EVENT_READ.contains(Interest::BOTH));
         assert!(Interest::BOTH.contains(EVENT_READ));
-        assert_eq!(format!("{:?}", EVENT_READ | EVENT_WRITE), "EVENT_READ | EVENT_WRITE");
+        assert_eq!(
+            format!("{:?}", EVENT_READ | EVENT_WRITE),
+            "EVENT_READ | EVENT_WRITE"
+        );
     }
 }

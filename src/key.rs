@@ -23,6 +23,23 @@ use crate::{Fd, Interest};
 /// # drop(listener);
 /// # Ok::<(), selectloop::Error>(())
 /// ```
+///
+/// A registered object that the selector only borrows must outlive the
+/// selector, so it cannot be closed while registered either. This does not
+/// compile (and is why CPython's `test_unregister_after_fd_close` has no
+/// port in `tests/selectors.rs`):
+///
+/// ```compile_fail,E0505
+/// use std::net::TcpListener;
+/// use selectloop::{DefaultSelector, Selector, Source, EVENT_READ};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let mut sel: DefaultSelector<&TcpListener> = DefaultSelector::new()?;
+/// sel.register(&listener, EVENT_READ, ())?;
+/// drop(listener); // error[E0505]: cannot move out of `listener` because it is borrowed
+/// sel.unregister(sel.get_map()?.fds().next().unwrap())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectorKey<F, D> {
     /// The registered object.

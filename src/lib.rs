@@ -60,15 +60,8 @@ mod timer;
 
 pub use crate::error::{Error, Result};
 pub use crate::event_loop::{CallbackError, EventLoop, LoopHandle, LoopStats, Token};
-pub use crate::signal::Signal;
-pub use crate::threads::LoopGroup;
-pub use crate::timer::TimerHandle;
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;
-pub use crate::selector::{
-    AnySource, Backend, BaseSelector, PollSelector, PollingSelector, Ready, Selector, SelectorMap,
-    Waker,
-};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use crate::selector::EpollSelector;
 #[cfg(any(
@@ -84,7 +77,14 @@ pub use crate::selector::EpollSelector;
 pub use crate::selector::KqueueSelector;
 #[cfg(unix)]
 pub use crate::selector::SelectSelector;
+pub use crate::selector::{
+    AnySource, Backend, BaseSelector, PollSelector, PollingSelector, Ready, Selector, SelectorMap,
+    Waker,
+};
+pub use crate::signal::Signal;
 pub use crate::sys::{Fd, Source};
+pub use crate::threads::LoopGroup;
+pub use crate::timer::TimerHandle;
 
 cfg_if::cfg_if! {
     if #[cfg(any(windows, selectloop_force_poll))] {

@@ -71,7 +71,9 @@ pub(crate) struct Signals<B: Backend> {
 
 impl<B: Backend> Default for Signals<B> {
     fn default() -> Self {
-        Signals { map: HashMap::new() }
+        Signals {
+            map: HashMap::new(),
+        }
     }
 }
 
@@ -115,7 +117,14 @@ impl<B: Backend> EventLoop<B> {
         self.remove_signal_handler(signal)?;
         let (token, id) = crate::sys::add_signal(self, signal)?;
         let callback: SignalCallback<B> = Box::new(callback);
-        self.signals.map.insert(signal, Registration { token, id, callback: Some(callback) });
+        self.signals.map.insert(
+            signal,
+            Registration {
+                token,
+                id,
+                callback: Some(callback),
+            },
+        );
         Ok(())
     }
 
@@ -139,7 +148,12 @@ impl<B: Backend> EventLoop<B> {
 
     /// Runs the handler for `signal`, if there still is one.
     pub(crate) fn deliver_signal(&mut self, signal: Signal) -> anyhow::Result<()> {
-        let Some(mut callback) = self.signals.map.get_mut(&signal).and_then(|r| r.callback.take()) else {
+        let Some(mut callback) = self
+            .signals
+            .map
+            .get_mut(&signal)
+            .and_then(|r| r.callback.take())
+        else {
             return Ok(());
         };
         let result = callback(self);

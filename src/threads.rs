@@ -57,29 +57,36 @@ impl LoopGroup {
         F: Fn(&mut EventLoop, usize) -> anyhow::Result<()> + Send + Sync + 'static,
     {
         let setup = Arc::new(setup);
-        let mut group = LoopGroup { handles: Vec::with_capacity(n), threads: Vec::with_capacity(n) };
+        let mut group = LoopGroup {
+            handles: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+        };
         for index in 0..n {
             let (tx, rx) = mpsc::channel::<anyhow::Result<LoopHandle>>();
             let setup = Arc::clone(&setup);
-            let spawned = thread::Builder::new().name(format!("selectloop-{index}")).spawn(move || {
-                let mut lp = match EventLoop::new() {
-                    Ok(lp) => lp,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
+            let spawned = thread::Builder::new()
+                .name(format!("selectloop-{index}"))
+                .spawn(move || {
+                    let mut lp = match EventLoop::new() {
+                        Ok(lp) => lp,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                            return Ok(());
+                        }
+                    };
+                    if let Err(e) = setup(&mut lp, index) {
+                        let _ = tx.send(Err(e));
                         return Ok(());
                     }
-                };
-                if let Err(e) = setup(&mut lp, index) {
-                    let _ = tx.send(Err(e));
-                    return Ok(());
-                }
-                let _ = tx.send(Ok(lp.handle()));
-                lp.run()
-            });
+                    let _ = tx.send(Ok(lp.handle()));
+                    lp.run()
+                });
             let started = match spawned {
                 Ok(thread) => {
                     group.threads.push(thread);
-                    rx.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("loop thread {index} died during setup")))
+                    rx.recv().unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("loop thread {index} died during setup"))
+                    })
                 }
                 Err(e) => Err(e.into()),
             };
@@ -115,9 +122,9 @@ impl LoopGroup {
     pub fn join(self) -> crate::Result<()> {
         let mut first = Ok(());
         for thread in self.threads {
-            let result = thread
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::Other, "a loop thread panicked").into()));
+            let result = thread.join().unwrap_or_else(|_| {
+                Err(io::Error::new(io::ErrorKind::Other, "a loop thread panicked").into())
+            });
             if first.is_ok() {
                 first = result;
             }
@@ -128,6 +135,8 @@ impl LoopGroup {
 
 impl fmt::Debug for LoopGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoopGroup").field("loops", &self.threads.len()).finish()
+        f.debug_struct("LoopGroup")
+            .field("loops", &self.threads.len())
+            .finish()
     }
 }

@@ -39,7 +39,10 @@ pub struct TimerHandle {
 impl TimerHandle {
     pub(crate) fn new(cancelled_count: &Rc<Cell<usize>>) -> (TimerHandle, Rc<Shared>) {
         let shared = Rc::new(Shared::default());
-        let handle = TimerHandle { shared: Rc::clone(&shared), cancelled_count: Rc::clone(cancelled_count) };
+        let handle = TimerHandle {
+            shared: Rc::clone(&shared),
+            cancelled_count: Rc::clone(cancelled_count),
+        };
         (handle, shared)
     }
 
@@ -64,7 +67,9 @@ impl TimerHandle {
 
 impl fmt::Debug for TimerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimerHandle").field("cancelled", &self.is_cancelled()).finish()
+        f.debug_struct("TimerHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
     }
 }
 
@@ -111,7 +116,13 @@ mod tests {
         let mut heap = BinaryHeap::new();
         for (seq, ms) in [(0u64, 30u64), (1, 10), (2, 10), (3, 20), (4, 10)] {
             let (_h, shared) = TimerHandle::new(&count);
-            heap.push(Timer { deadline: now + Duration::from_millis(ms), seq, every: None, shared, callback: seq });
+            heap.push(Timer {
+                deadline: now + Duration::from_millis(ms),
+                seq,
+                every: None,
+                shared,
+                callback: seq,
+            });
         }
         let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|t| t.callback)).collect();
         assert_eq!(order, [1, 2, 4, 3, 0]);

@@ -159,7 +159,11 @@ pub(crate) mod sealed {
         /// ready registrations to `ready` (one token may appear twice; readiness may exceed
         /// the interest, the caller masks). May return early with nothing; an interrupted
         /// wait may return `ErrorKind::Interrupted`. A notification is consumed silently.
-        fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<(usize, Interest)>) -> io::Result<()>;
+        fn wait(
+            &mut self,
+            timeout: Option<Duration>,
+            ready: &mut Vec<(usize, Interest)>,
+        ) -> io::Result<()>;
     }
 
     /// Interrupts a backend's `wait` from any thread.
@@ -258,10 +262,8 @@ pub trait Selector {
     /// # Errors
     /// - [`Error::Io`] if the kernel wait fails;
     /// - [`Error::Closed`] after [`close`](Selector::close).
-    fn select(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> Result<Ready<'_, Self::FileObj, Self::Data>>;
+    fn select(&mut self, timeout: Option<Duration>)
+        -> Result<Ready<'_, Self::FileObj, Self::Data>>;
 
     /// The key registered for `fd`.
     ///
@@ -373,7 +375,10 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     /// - [`Error::Io`] if the kernel object cannot be created (out of descriptors, say).
     pub fn new() -> Result<Self> {
         let backend = B::open()?;
-        let wake = Arc::new(WakeState { pending: AtomicBool::new(false), notifier: backend.notifier() });
+        let wake = Arc::new(WakeState {
+            pending: AtomicBool::new(false),
+            notifier: backend.notifier(),
+        });
         Ok(BaseSelector {
             backend: Some(backend),
             slots: Slab::new(),
@@ -388,7 +393,10 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         if self.backend.is_none() {
             return Err(Error::Closed);
         }
-        self.fds.get(&fd).copied().ok_or(Error::NotRegistered { fd })
+        self.fds
+            .get(&fd)
+            .copied()
+            .ok_or(Error::NotRegistered { fd })
     }
 
     /// Registers like [`Selector::register`] and returns the registration's
@@ -406,7 +414,16 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         // outlives the selector) until `unregister_slot` or `close` deletes it from
         // the backend, so the descriptor stays open while it is registered.
         unsafe { backend.add(&fileobj, fd, token, events)? };
-        entry.insert(Slot { key: SelectorKey { fileobj, fd, events, data }, batch: 0, pos: 0 });
+        entry.insert(Slot {
+            key: SelectorKey {
+                fileobj,
+                fd,
+                events,
+                data,
+            },
+            batch: 0,
+            pos: 0,
+        });
         self.fds.insert(fd, token);
         Ok(token)
     }
@@ -481,8 +498,12 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         let mut kept = 0;
         for i in 0..self.ready.len() {
             let (token, raw) = self.ready[i];
-            let Some(slot) = self.slots.get_mut(token) else { continue };
-            let Some(mask) = raw.intersection(slot.key.events) else { continue };
+            let Some(slot) = self.slots.get_mut(token) else {
+                continue;
+            };
+            let Some(mask) = raw.intersection(slot.key.events) else {
+                continue;
+            };
             if slot.batch == self.batch {
                 let seen = &mut self.ready[slot.pos as usize].1;
                 *seen = *seen | mask;
@@ -498,8 +519,12 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     }
 
     /// The result of the last `select_slots`: `(slot, key, mask)`.
-    pub(crate) fn ready_keys(&self) -> impl Iterator<Item = (usize, &SelectorKey<F, D>, Interest)> + '_ {
-        self.ready.iter().map(move |&(slot, mask)| (slot, &self.slots[slot].key, mask))
+    pub(crate) fn ready_keys(
+        &self,
+    ) -> impl Iterator<Item = (usize, &SelectorKey<F, D>, Interest)> + '_ {
+        self.ready
+            .iter()
+            .map(move |&(slot, mask)| (slot, &self.slots[slot].key, mask))
     }
 
     /// How many objects are registered.
@@ -537,7 +562,10 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
 
     fn select(&mut self, timeout: Option<Duration>) -> Result<Ready<'_, F, D>> {
         self.select_slots(timeout)?;
-        Ok(Ready { slots: &self.slots, iter: self.ready.iter() })
+        Ok(Ready {
+            slots: &self.slots,
+            iter: self.ready.iter(),
+        })
     }
 
     fn get_key(&self, fd: Fd) -> Result<&SelectorKey<F, D>> {
@@ -549,7 +577,10 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
         if self.backend.is_none() {
             return Err(Error::Closed);
         }
-        Ok(SelectorMap { slots: &self.slots, fds: &self.fds })
+        Ok(SelectorMap {
+            slots: &self.slots,
+            fds: &self.fds,
+        })
     }
 
     fn close(&mut self) -> Result<()> {
@@ -569,7 +600,9 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
         if self.backend.is_none() {
             return Err(Error::Closed);
         }
-        Ok(Waker { inner: Arc::clone(&self.wake) })
+        Ok(Waker {
+            inner: Arc::clone(&self.wake),
+        })
     }
 }
 

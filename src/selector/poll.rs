@@ -96,7 +96,11 @@ impl Ops for PollBackend {
         Ok(())
     }
 
-    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<(usize, Interest)>) -> io::Result<()> {
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Vec<(usize, Interest)>,
+    ) -> io::Result<()> {
         let mut n = sys::poll(&mut self.fds, sys::timeout_ms(timeout))?;
         if n == 0 {
             return Ok(());
@@ -128,6 +132,8 @@ impl Ops for PollBackend {
 
 impl fmt::Debug for PollBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PollBackend").field("watched", &(self.fds.len() - 1)).finish()
+        f.debug_struct("PollBackend")
+            .field("watched", &(self.fds.len() - 1))
+            .finish()
     }
 }

@@ -28,7 +28,11 @@ pub struct PollingBackend {
 impl PollingBackend {
     fn with_mode(level: bool) -> io::Result<Self> {
         let poller = Poller::new()?;
-        let mode = if level && poller.supports_level() { PollMode::Level } else { PollMode::Oneshot };
+        let mode = if level && poller.supports_level() {
+            PollMode::Level
+        } else {
+            PollMode::Oneshot
+        };
         Ok(PollingBackend {
             poller: Arc::new(poller),
             events: Events::with_capacity(NonZeroUsize::new(1024).expect("non-zero")),
@@ -76,7 +80,10 @@ impl Ops for PollingBackend {
         interest: Interest,
     ) -> io::Result<()> {
         // SAFETY: our caller guarantees `fd` stays open until `delete`.
-        unsafe { self.poller.add_with_mode(fd, event(token, interest), self.mode)? };
+        unsafe {
+            self.poller
+                .add_with_mode(fd, event(token, interest), self.mode)?
+        };
         self.arm(token, Some((fd, interest)));
         Ok(())
     }
@@ -88,7 +95,11 @@ impl Ops for PollingBackend {
         token: usize,
         interest: Interest,
     ) -> io::Result<()> {
-        self.poller.modify_with_mode(crate::sys::as_borrowed(src), event(token, interest), self.mode)?;
+        self.poller.modify_with_mode(
+            crate::sys::as_borrowed(src),
+            event(token, interest),
+            self.mode,
+        )?;
         self.arm(token, Some((fd, interest)));
         Ok(())
     }
@@ -98,7 +109,11 @@ impl Ops for PollingBackend {
         self.poller.delete(crate::sys::as_borrowed(src))
     }
 
-    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<(usize, Interest)>) -> io::Result<()> {
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Vec<(usize, Interest)>,
+    ) -> io::Result<()> {
         self.events.clear();
         self.poller.wait(&mut self.events, timeout)?;
         for ev in self.events.iter() {
@@ -110,7 +125,8 @@ impl Ops for PollingBackend {
                     // SAFETY: `fd` is registered (its `armed` entry is cleared on
                     // `delete`), so its owner keeps it open.
                     let src = unsafe { crate::sys::borrow(*fd) };
-                    self.poller.modify_with_mode(src, event(ev.key, *interest), self.mode)?;
+                    self.poller
+                        .modify_with_mode(src, event(ev.key, *interest), self.mode)?;
                 }
             }
         }
@@ -120,7 +136,9 @@ impl Ops for PollingBackend {
 
 impl fmt::Debug for PollingBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PollingBackend").field("mode", &self.mode).finish()
+        f.debug_struct("PollingBackend")
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 
@@ -147,10 +165,17 @@ mod tests {
         sel.register(server, EVENT_READ, ()).unwrap();
         client.write_all(b"x").unwrap();
         for _ in 0..3 {
-            let ready: Vec<_> = sel.select(Some(Duration::from_secs(5))).unwrap().map(|(k, m)| (k.fd, m)).collect();
+            let ready: Vec<_> = sel
+                .select(Some(Duration::from_secs(5)))
+                .unwrap()
+                .map(|(k, m)| (k.fd, m))
+                .collect();
             assert_eq!(ready, [(fd, EVENT_READ)]);
         }
-        assert_eq!(sel.backend.as_ref().map(|b| b.mode), Some(polling::PollMode::Oneshot));
+        assert_eq!(
+            sel.backend.as_ref().map(|b| b.mode),
+            Some(polling::PollMode::Oneshot)
+        );
         let _ = PollingBackend::NAME;
     }
 }

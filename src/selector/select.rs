@@ -55,7 +55,10 @@ impl Ops for SelectBackend {
         if wake.fd() >= LIMIT {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                Error::FdTooLarge { fd: wake.fd(), limit: LIMIT },
+                Error::FdTooLarge {
+                    fd: wake.fd(),
+                    limit: LIMIT,
+                },
             ));
         }
         Ok(SelectBackend {
@@ -112,7 +115,11 @@ impl Ops for SelectBackend {
         Ok(())
     }
 
-    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<(usize, Interest)>) -> io::Result<()> {
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Vec<(usize, Interest)>,
+    ) -> io::Result<()> {
         let mut readers = fd_set_new();
         let mut writers = fd_set_new();
         let mut max = 0;
@@ -133,10 +140,13 @@ impl Ops for SelectBackend {
                 tv_usec: micros as libc::suseconds_t,
             }
         });
-        let tv_ptr = tv.as_mut().map_or(ptr::null_mut(), |tv| tv as *mut libc::timeval);
+        let tv_ptr = tv
+            .as_mut()
+            .map_or(ptr::null_mut(), |tv| tv as *mut libc::timeval);
         // SAFETY: both sets are initialised and only hold descriptors below
         // FD_SETSIZE; `tv_ptr` is null or points to a live `timeval`.
-        let n = unsafe { libc::select(max + 1, &mut readers, &mut writers, ptr::null_mut(), tv_ptr) };
+        let n =
+            unsafe { libc::select(max + 1, &mut readers, &mut writers, ptr::null_mut(), tv_ptr) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -147,7 +157,8 @@ impl Ops for SelectBackend {
             self.wake.drain();
         }
         for &(fd, token, _) in &self.entries[1..] {
-            let mask = Interest::from_flags(fd_set_contains(&readers, fd), fd_set_contains(&writers, fd));
+            let mask =
+                Interest::from_flags(fd_set_contains(&readers, fd), fd_set_contains(&writers, fd));
             if let Some(mask) = mask {
                 ready.push((token, mask));
             }
@@ -158,6 +169,8 @@ impl Ops for SelectBackend {
 
 impl fmt::Debug for SelectBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SelectBackend").field("watched", &(self.entries.len() - 1)).finish()
+        f.debug_struct("SelectBackend")
+            .field("watched", &(self.entries.len() - 1))
+            .finish()
     }
 }

@@ -79,7 +79,11 @@ pub(crate) const POLLIN: i16 = libc::POLLIN;
 pub(crate) const POLLOUT: i16 = libc::POLLOUT;
 
 pub(crate) fn pollfd(fd: Fd, events: i16) -> PollFd {
-    libc::pollfd { fd, events, revents: 0 }
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
 }
 
 /// One call of poll(2). `EINTR` comes back as `ErrorKind::Interrupted`.
@@ -135,7 +139,8 @@ pub(crate) struct SignalId {
 /// signal-hook emulate the default action when none is (signal-hook never
 /// uninstalls its process-wide handler, so "restore the default" has to be
 /// an emulation of it, as Python's `remove_signal_handler` restores SIG_DFL).
-type SignalTable = std::collections::HashMap<i32, (usize, std::sync::Arc<std::sync::atomic::AtomicBool>)>;
+type SignalTable =
+    std::collections::HashMap<i32, (usize, std::sync::Arc<std::sync::atomic::AtomicBool>)>;
 static SIGNAL_TABLE: std::sync::Mutex<Option<SignalTable>> = std::sync::Mutex::new(None);
 
 /// Makes `signal` write to a socket pair whose other end the loop watches,
@@ -159,7 +164,10 @@ pub(crate) fn add_signal<B: crate::Backend>(
             Some(entry) => entry,
             None => {
                 let restore_default = Arc::new(AtomicBool::new(false));
-                if let Err(e) = signal_hook::flag::register_conditional_default(signum, Arc::clone(&restore_default)) {
+                if let Err(e) = signal_hook::flag::register_conditional_default(
+                    signum,
+                    Arc::clone(&restore_default),
+                ) {
                     signal_hook::low_level::unregister(id);
                     return Err(e.into());
                 }
@@ -197,7 +205,10 @@ pub(crate) fn add_signal<B: crate::Backend>(
 pub(crate) fn remove_signal(id: SignalId) {
     signal_hook::low_level::unregister(id.id);
     let mut table = SIGNAL_TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(entry) = table.get_or_insert_with(Default::default).get_mut(&id.signum) {
+    if let Some(entry) = table
+        .get_or_insert_with(Default::default)
+        .get_mut(&id.signum)
+    {
         entry.0 -= 1;
         if entry.0 == 0 {
             entry.1.store(true, std::sync::atomic::Ordering::SeqCst);

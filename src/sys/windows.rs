@@ -77,7 +77,11 @@ pub(crate) const POLLIN: i16 = WinSock::POLLRDNORM;
 pub(crate) const POLLOUT: i16 = WinSock::POLLWRNORM;
 
 pub(crate) fn pollfd(fd: Fd, events: i16) -> PollFd {
-    WinSock::WSAPOLLFD { fd: fd as WinSock::SOCKET, events, revents: 0 }
+    WinSock::WSAPOLLFD {
+        fd: fd as WinSock::SOCKET,
+        events,
+        revents: 0,
+    }
 }
 
 /// One call of `WSAPoll`.
@@ -88,7 +92,9 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
     let n = unsafe { WinSock::WSAPoll(fds.as_mut_ptr(), len, timeout_ms) };
     if n < 0 {
         // SAFETY: WSAGetLastError only reads the calling thread's last error.
-        Err(io::Error::from_raw_os_error(unsafe { WinSock::WSAGetLastError() }))
+        Err(io::Error::from_raw_os_error(unsafe {
+            WinSock::WSAGetLastError()
+        }))
     } else {
         Ok(n as usize)
     }
@@ -159,12 +165,19 @@ pub(crate) fn add_signal<B: crate::Backend>(
 ) -> crate::Result<(Option<crate::Token>, SignalId)> {
     let event = signal.as_raw();
     if event != CTRL_C && event != CTRL_BREAK {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "only Ctrl-C and Ctrl-Break can be handled on Windows").into());
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "only Ctrl-C and Ctrl-Break can be handled on Windows",
+        )
+        .into());
     }
     let mut table = CONSOLE.lock().unwrap_or_else(|e| e.into_inner());
     if !table.2 {
         // SAFETY: `console_handler` is a valid handler for the process's lifetime.
-        if unsafe { windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(console_handler), 1) } == 0 {
+        if unsafe {
+            windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(console_handler), 1)
+        } == 0
+        {
             return Err(io::Error::last_os_error().into());
         }
         table.2 = true;
