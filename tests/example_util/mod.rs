@@ -1,0 +1,139 @@
+//! Runs the crate's examples as real processes for the integration tests.
+//!
+//! `cargo test` builds every example next to the test binaries
+//! (`target/<profile>/examples/`); when a test runs alone (`--test NAME`)
+//! and an example is missing, it is built with the same `cargo` and profile.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// The path of example `name`'s executable, building it if needed.
+pub fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/examples/<name>
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let path = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        let status = cmd.status().expect("run cargo build --example");
+        assert!(status.success(), "cargo build --example {name} failed");
+    }
+    assert!(path.exists(), "example {name} not found at {}", path.display());
+    path
+}
+
+/// A running example server; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Starts example `name` with `args` (give it `--addr 127.0.0.1:0`) and
+    /// reads the address from its first line, `listening on ADDR`.
+    pub fn start(name: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(example_path(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start example {name}: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{name}: first line should be `listening on ADDR`, got {line:?}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: bad address in {line:?}: {e}"));
+        Server { child, addr, stdout }
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGINT (Unix) and waits up to 10 s for the exit status.
+    #[cfg(unix)]
+    pub fn interrupt(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) with a child's pid and a valid signal number.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill(SIGINT)");
+        self.wait_timeout(Duration::from_secs(10)).expect("the example exits within 10 s of SIGINT")
+    }
+
+    /// Everything the process printed after its first line, once it has exited.
+    pub fn rest_of_stdout(&mut self) -> String {
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        rest
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `python3`, if installed; otherwise prints why the caller skips.
+pub fn python3(test: &str) -> Option<PathBuf> {
+    find_tool("python3", &["--version"], test)
+}
+
+/// `curl`, if installed; otherwise prints why the caller skips.
+pub fn curl(test: &str) -> Option<PathBuf> {
+    find_tool("curl", &["--version"], test)
+}
+
+fn find_tool(tool: &str, probe: &[&str], test: &str) -> Option<PathBuf> {
+    match Command::new(tool).args(probe).stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(status) if status.success() => Some(PathBuf::from(tool)),
+        _ => {
+            eprintln!("SKIPPED {test}: {tool} is not installed");
+            None
+        }
+    }
+}
+
+/// Runs a Python 3 script with arguments; returns (success, stdout, stderr).
+pub fn run_python(python: &PathBuf, script: &str, args: &[String]) -> (bool, String, String) {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
