@@ -34,10 +34,11 @@ use crate::{Fd, Interest};
 /// use selectloop::{DefaultSelector, Selector, Source, EVENT_READ};
 ///
 /// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let fd = listener.fileno();
 /// let mut sel: DefaultSelector<&TcpListener> = DefaultSelector::new()?;
 /// sel.register(&listener, EVENT_READ, ())?;
 /// drop(listener); // error[E0505]: cannot move out of `listener` because it is borrowed
-/// sel.unregister(sel.get_map()?.fds().next().unwrap())?;
+/// sel.unregister(fd)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

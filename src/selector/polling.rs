@@ -23,6 +23,9 @@ pub struct PollingBackend {
     mode: PollMode,
     /// For one-shot mode only: what to re-arm, by token.
     armed: Vec<Option<(Fd, Interest)>>,
+    /// How many registrations there are: `events` must have room for all of
+    /// them, or a `select` would report only the first 1024 ready keys.
+    registered: usize,
 }
 
 impl PollingBackend {
@@ -38,6 +41,7 @@ impl PollingBackend {
             events: Events::with_capacity(NonZeroUsize::new(1024).expect("non-zero")),
             mode,
             armed: Vec::new(),
+            registered: 0,
         })
     }
 
@@ -84,6 +88,7 @@ impl Ops for PollingBackend {
             self.poller
                 .add_with_mode(fd, event(token, interest), self.mode)?
         };
+        self.registered += 1;
         self.arm(token, Some((fd, interest)));
         Ok(())
     }
@@ -106,6 +111,7 @@ impl Ops for PollingBackend {
 
     fn delete<S: Source + ?Sized>(&mut self, src: &S, _fd: Fd, token: usize) -> io::Result<()> {
         self.arm(token, None);
+        self.registered = self.registered.saturating_sub(1);
         self.poller.delete(crate::sys::as_borrowed(src))
     }
 
@@ -114,6 +120,11 @@ impl Ops for PollingBackend {
         timeout: Option<Duration>,
         ready: &mut Vec<(usize, Interest)>,
     ) -> io::Result<()> {
+        // Room for every registration (as Python's `max_ev`), plus the poller's own wake-up.
+        let room = self.registered + 1;
+        if self.events.capacity().get() < room {
+            self.events = Events::with_capacity(NonZeroUsize::new(room).expect("non-zero"));
+        }
         self.events.clear();
         self.poller.wait(&mut self.events, timeout)?;
         for ev in self.events.iter() {

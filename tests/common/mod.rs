@@ -1,0 +1,176 @@
+//! Helpers shared by the integration tests: a loopback socket pair that works
+//! on every platform, mio-style `expect_events` / `expect_no_events`, a
+//! watchdog for tests that could hang, and a way to name a selector's backend.
+//!
+//! Each test binary includes this with `mod common;` and uses only part of
+//! it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use selectloop::{Backend, BaseSelector, Fd, Interest, Selector, Source};
+
+/// How long a test waits for something that should happen at once
+/// (loopback data, a wake-up) before declaring failure.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A connected pair of loopback TCP sockets (CPython's `socketpair()`
+/// fallback): whatever is written to one end can be read from the other.
+///
+/// Unlike `UnixStream::pair()` this works on Windows too, so the same tests
+/// run everywhere. Both ends are blocking, with no delay (Nagle) on writes.
+pub fn socketpair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let client_addr = client.local_addr()?;
+    loop {
+        let (server, addr) = listener.accept()?;
+        // Only our own client can connect to a fresh port-0 listener in
+        // practice, but check it as CPython does.
+        if addr == client_addr {
+            client.set_nodelay(true)?;
+            server.set_nodelay(true)?;
+            return Ok((client, server));
+        }
+    }
+}
+
+/// Blocks until `sock` has data to read (or end of stream), without reading
+/// it: the synchronisation point between "the peer wrote" and "select must
+/// now report it readable". Panics after [`PATIENCE`].
+pub fn wait_readable(sock: &TcpStream) {
+    let old = sock.read_timeout().expect("read_timeout");
+    sock.set_read_timeout(Some(PATIENCE))
+        .expect("set_read_timeout");
+    let mut byte = [0u8; 1];
+    let result = sock.peek(&mut byte);
+    sock.set_read_timeout(old).expect("set_read_timeout");
+    if let Err(e) = result {
+        panic!("socket did not become readable within {PATIENCE:?}: {e}");
+    }
+}
+
+/// Reads until the peer closes its end; panics if that takes longer than
+/// [`PATIENCE`]. Returns what was read on the way.
+pub fn read_to_eof(sock: &TcpStream) -> Vec<u8> {
+    sock.set_read_timeout(Some(PATIENCE))
+        .expect("set_read_timeout");
+    let mut buf = Vec::new();
+    (&*sock)
+        .read_to_end(&mut buf)
+        .unwrap_or_else(|e| panic!("peer did not close within {PATIENCE:?}: {e}"));
+    buf
+}
+
+/// A borrowed handle to the same socket as `sock`: a *different object* with
+/// the *same descriptor* (what CPython gets by registering `sock.fileno()`).
+#[cfg(unix)]
+pub fn same_fd_other_object(sock: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
+    std::os::fd::AsFd::as_fd(sock)
+}
+
+/// A borrowed handle to the same socket as `sock`: a *different object* with
+/// the *same descriptor* (what CPython gets by registering `sock.fileno()`).
+#[cfg(windows)]
+pub fn same_fd_other_object(sock: &TcpStream) -> std::os::windows::io::BorrowedSocket<'_> {
+    std::os::windows::io::AsSocket::as_socket(sock)
+}
+
+/// A descriptor number that is surely not registered (CPython's `999999`).
+pub const UNKNOWN_FD: Fd = 999_999;
+
+/// The descriptor of `obj`, Python's `fileno()`.
+pub fn fd_of<S: Source + ?Sized>(obj: &S) -> Fd {
+    obj.fileno()
+}
+
+/// One `select(timeout)`, as `(fd, mask)` pairs sorted by descriptor, so that
+/// results compare with `assert_eq!`. Panics on error.
+pub fn ready<S: Selector>(sel: &mut S, timeout: Option<Duration>) -> Vec<(Fd, Interest)> {
+    let mut out: Vec<(Fd, Interest)> = sel
+        .select(timeout)
+        .expect("select")
+        .map(|(key, mask)| (key.fd, mask))
+        .collect();
+    out.sort_by_key(|&(fd, _)| fd);
+    out
+}
+
+/// Selects until the result is exactly `expected` (in any order), giving up
+/// after [`PATIENCE`]; mio's `expect_events`, for a level-triggered selector.
+///
+/// Every intermediate result must be a subset of `expected` in the sense that
+/// no key is reported with an event outside its expected mask: readiness may
+/// arrive late, but never wrong.
+#[track_caller]
+pub fn expect_events<S: Selector>(sel: &mut S, expected: &[(Fd, Interest)]) {
+    let mut want = expected.to_vec();
+    want.sort_by_key(|&(fd, _)| fd);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = ready(sel, Some(left));
+        if got == want {
+            return;
+        }
+        for &(fd, mask) in &got {
+            let allowed = want.iter().find(|&&(f, _)| f == fd).map(|&(_, m)| m);
+            assert!(
+                allowed.is_some_and(|m| m.contains(mask)),
+                "unexpected readiness ({fd:?}, {mask:?}); got {got:?}, expected {want:?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {want:?} within {PATIENCE:?}, last select gave {got:?}"
+        );
+    }
+}
+
+/// Asserts that `select(timeout)` reports nothing; mio's `expect_no_events`.
+#[track_caller]
+pub fn expect_no_events<S: Selector>(sel: &mut S, timeout: Duration) {
+    let got = ready(sel, Some(timeout));
+    assert!(got.is_empty(), "expected no events, got {got:?}");
+}
+
+/// Runs `f`, aborting the whole process (with a message naming the test) if
+/// it has not returned after `limit`: a hung `select(None)` must fail the
+/// run, not stall it forever.
+pub fn with_timeout<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    let name = thread::current().name().unwrap_or("<unnamed>").to_owned();
+    let (done, wait) = mpsc::channel::<()>();
+    let watchdog = thread::Builder::new()
+        .name(format!("watchdog for {name}"))
+        .spawn(move || {
+            // Disconnected (the body returned or panicked) or a message: fine.
+            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                eprintln!("{name}: still running after {limit:?}; aborting the test process");
+                std::process::abort();
+            }
+        })
+        .expect("spawn watchdog");
+    let result = f();
+    drop(done);
+    watchdog.join().expect("watchdog");
+    result
+}
+
+/// Names the backend of a selector type, so that an alias such as
+/// `DefaultSelector` can be tested through whatever backend it stands for:
+/// `<DefaultSelector as BackendOf>::Backend`.
+pub trait BackendOf {
+    /// The selector's backend.
+    type Backend: Backend;
+}
+
+impl<B: Backend, F, D> BackendOf for BaseSelector<B, F, D> {
+    type Backend = B;
+}
+
+/// The backend `DefaultSelector` uses in this build.
+pub type DefaultBackend = <selectloop::DefaultSelector as BackendOf>::Backend;
