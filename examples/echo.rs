@@ -240,10 +240,32 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// Binds and listens with the seeds' generous backlog: `TcpListener::bind`
+/// uses 128, and a burst of more simultaneous connects than that overflows
+/// the accept queue, whose dropped SYNs are retried only a second later.
+fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .context("the address resolves to nothing")?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As std does on Unix (a restarted server can rebind at once); on
+    // Windows SO_REUSEADDR would let another process steal the port.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
-    let listener =
-        TcpListener::bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
+    let listener = bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
     listener.set_nonblocking(true)?;
     let mut out = io::stdout();
     writeln!(out, "listening on {}", listener.local_addr()?)?;
