@@ -19,13 +19,19 @@ static BUILD: Mutex<()> = Mutex::new(());
 pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/examples/<name>
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
-    let path = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -35,7 +41,11 @@ pub fn example_path(name: &str) -> PathBuf {
         let status = cmd.status().expect("run cargo build --example");
         assert!(status.success(), "cargo build --example {name} failed");
     }
-    assert!(path.exists(), "example {name} not found at {}", path.display());
+    assert!(
+        path.exists(),
+        "example {name} not found at {}",
+        path.display()
+    );
     path
 }
 
@@ -63,10 +73,16 @@ impl Server {
         let addr = line
             .trim()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{name}: first line should be `listening on ADDR`, got {line:?}"))
+            .unwrap_or_else(|| {
+                panic!("{name}: first line should be `listening on ADDR`, got {line:?}")
+            })
             .parse()
             .unwrap_or_else(|e| panic!("{name}: bad address in {line:?}: {e}"));
-        Server { child, addr, stdout }
+        Server {
+            child,
+            addr,
+            stdout,
+        }
     }
 
     /// Waits up to `limit` for the process to exit.
@@ -89,7 +105,8 @@ impl Server {
         // SAFETY: kill(2) with a child's pid and a valid signal number.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         assert_eq!(rc, 0, "kill(SIGINT)");
-        self.wait_timeout(Duration::from_secs(10)).expect("the example exits within 10 s of SIGINT")
+        self.wait_timeout(Duration::from_secs(10))
+            .expect("the example exits within 10 s of SIGINT")
     }
 
     /// Everything the process printed after its first line, once it has exited.
@@ -118,7 +135,12 @@ pub fn curl(test: &str) -> Option<PathBuf> {
 }
 
 fn find_tool(tool: &str, probe: &[&str], test: &str) -> Option<PathBuf> {
-    match Command::new(tool).args(probe).stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    match Command::new(tool)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
         Ok(status) if status.success() => Some(PathBuf::from(tool)),
         _ => {
             eprintln!("SKIPPED {test}: {tool} is not installed");
@@ -135,5 +157,62 @@ pub fn run_python(python: &PathBuf, script: &str, args: &[String]) -> (bool, Str
         .args(args)
         .output()
         .expect("run python3");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What a finished example process printed, and how it ended.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs example `name` with `args` to completion, capturing its output.
+/// Kills it and panics if it has not closed its output within `limit`.
+pub fn run_example(name: &str, args: &[&str], limit: Duration) -> Finished {
+    let mut child = Command::new(example_path(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start example {name}: {e}"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut readers = Vec::new();
+    let pipes: [Box<dyn Read + Send>; 2] = [
+        Box::new(child.stdout.take().expect("piped stdout")),
+        Box::new(child.stderr.take().expect("piped stderr")),
+    ];
+    for mut pipe in pipes {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            let _ = tx.send(());
+            String::from_utf8_lossy(&text).into_owned()
+        }));
+    }
+    // Both pipes reach EOF when the process exits (or closes them).
+    let deadline = Instant::now() + limit;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if rx.recv_timeout(left).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("example {name} {args:?} did not finish within {limit:?}");
+        }
+    }
+    let status = child.wait().expect("wait for the example");
+    let mut texts = readers.into_iter().map(|r| r.join().expect("pipe reader"));
+    let stdout = texts.next().expect("stdout");
+    let stderr = texts.next().expect("stderr");
+    Finished {
+        status,
+        stdout,
+        stderr,
+    }
 }
