@@ -77,7 +77,7 @@ use selectloop::{
 
 use common::{
     expect_events, expect_no_events, fd_of, read_to_eof, ready, same_fd_other_object, socketpair,
-    wait_readable, with_timeout, PATIENCE, UNKNOWN_FD,
+    wait_readable, with_timeout, SameFd, PATIENCE, UNKNOWN_FD,
 };
 
 /// The selector most ports use. CPython's tests go on using their sockets
@@ -100,12 +100,40 @@ fn parts<F, D: Clone>(key: &SelectorKey<F, D>) -> (Fd, Interest, D) {
     (key.fd, key.events, key.data.clone())
 }
 
-/// True if the registered `&dyn Source` is `sock` itself.
-fn is_same_object(obj: &dyn Source, sock: &TcpStream) -> bool {
-    std::ptr::eq(
-        obj as *const dyn Source as *const u8,
-        sock as *const TcpStream as *const u8,
-    )
+/// What `test_register` registers: the socket itself, or another object
+/// with the same descriptor. (Not `&dyn Source`: Windows' `AsSocket for &T`
+/// wants `T: Sized`.)
+#[derive(Debug)]
+enum Handle<'a> {
+    Socket(&'a TcpStream),
+    SameFd(SameFd<'a>),
+}
+
+impl Handle<'_> {
+    /// True if this is `sock` itself.
+    fn is(&self, sock: &TcpStream) -> bool {
+        matches!(self, Handle::Socket(s) if std::ptr::eq(*s, sock))
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Handle<'_> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Handle::Socket(s) => s.as_fd(),
+            Handle::SameFd(b) => b.as_fd(),
+        }
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Handle<'_> {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        match self {
+            Handle::Socket(s) => s.as_socket(),
+            Handle::SameFd(b) => b.as_socket(),
+        }
+    }
 }
 
 fn assert_not_registered<T: std::fmt::Debug>(result: selectloop::Result<T>, fd: Fd) {
@@ -126,11 +154,10 @@ fn assert_closed<T: std::fmt::Debug>(result: selectloop::Result<T>) {
 
 fn test_register<B: Backend>() {
     let (rd, _wr) = pair();
-    let other = same_fd_other_object(&rd);
-    let mut s: BaseSelector<B, &dyn Source, &str> = new_selector();
+    let mut s: BaseSelector<B, Handle<'_>, &str> = new_selector();
 
-    let key = s.register(&rd, EVENT_READ, "data").unwrap();
-    assert!(is_same_object(key.fileobj, &rd));
+    let key = s.register(Handle::Socket(&rd), EVENT_READ, "data").unwrap();
+    assert!(key.fileobj.is(&rd));
     assert_eq!(key.fd, fd_of(&rd));
     assert_eq!(key.events, EVENT_READ);
     assert_eq!(key.data, "data");
@@ -142,14 +169,18 @@ fn test_register<B: Backend>() {
     ));
 
     // register twice
-    match s.register(&rd, EVENT_READ, "twice").map(|key| key.fd) {
+    match s
+        .register(Handle::Socket(&rd), EVENT_READ, "twice")
+        .map(|key| key.fd)
+    {
         Err(Error::AlreadyRegistered { fd }) => assert_eq!(fd, fd_of(&rd)),
         other => panic!("expected AlreadyRegistered, got {other:?}"),
     }
 
     // register the same FD, but with a different object
+    let other = Handle::SameFd(same_fd_other_object(&rd));
     assert_eq!(fd_of(&other), fd_of(&rd));
-    match s.register(&other, EVENT_READ, "other").map(|key| key.fd) {
+    match s.register(other, EVENT_READ, "other").map(|key| key.fd) {
         Err(Error::AlreadyRegistered { fd }) => assert_eq!(fd, fd_of(&rd)),
         other => panic!("expected AlreadyRegistered, got {other:?}"),
     }
@@ -158,7 +189,7 @@ fn test_register<B: Backend>() {
     let map = s.get_map().unwrap();
     assert_eq!(map.len(), 1);
     let key = map.get(fd_of(&rd)).unwrap();
-    assert!(is_same_object(key.fileobj, &rd));
+    assert!(key.fileobj.is(&rd));
     assert_eq!((key.events, key.data), (EVENT_READ, "data"));
 }
 

@@ -66,17 +66,24 @@ pub fn read_to_eof(sock: &TcpStream) -> Vec<u8> {
     buf
 }
 
+/// A borrowed handle: `BorrowedFd` on Unix, `BorrowedSocket` on Windows.
+#[cfg(unix)]
+pub type SameFd<'a> = std::os::fd::BorrowedFd<'a>;
+/// A borrowed handle: `BorrowedFd` on Unix, `BorrowedSocket` on Windows.
+#[cfg(windows)]
+pub type SameFd<'a> = std::os::windows::io::BorrowedSocket<'a>;
+
 /// A borrowed handle to the same socket as `sock`: a *different object* with
 /// the *same descriptor* (what CPython gets by registering `sock.fileno()`).
 #[cfg(unix)]
-pub fn same_fd_other_object(sock: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
+pub fn same_fd_other_object(sock: &TcpStream) -> SameFd<'_> {
     std::os::fd::AsFd::as_fd(sock)
 }
 
 /// A borrowed handle to the same socket as `sock`: a *different object* with
 /// the *same descriptor* (what CPython gets by registering `sock.fileno()`).
 #[cfg(windows)]
-pub fn same_fd_other_object(sock: &TcpStream) -> std::os::windows::io::BorrowedSocket<'_> {
+pub fn same_fd_other_object(sock: &TcpStream) -> SameFd<'_> {
     std::os::windows::io::AsSocket::as_socket(sock)
 }
 
