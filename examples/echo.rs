@@ -267,19 +267,26 @@ fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
     let listener = bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
     listener.set_nonblocking(true)?;
-    let mut out = io::stdout();
-    writeln!(out, "listening on {}", listener.local_addr()?)?;
-    out.flush()?;
+    let addr = listener.local_addr()?;
 
+    // `listening on` goes out only once every loop has its Ctrl-C handler:
+    // whoever reads it may connect and interrupt at once.
+    let ready = move || -> io::Result<()> {
+        let mut out = io::stdout();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()
+    };
     let upper = options.upper;
     if options.threads == 1 {
         let mut lp = EventLoop::new()?;
         setup(&mut lp, listener, upper)?;
+        ready()?;
         lp.run()?;
     } else {
         let group = LoopGroup::spawn(options.threads, move |lp, _index| {
             setup(lp, listener.try_clone()?, upper)
         })?;
+        ready()?;
         group.join()?;
     }
     Ok(())
