@@ -1,0 +1,518 @@
+//! The seeds' chat room, on `EventLoop`: every line a client sends goes to
+//! every other client.
+//!
+//! ```text
+//! cargo run --release --example chat -- [--addr HOST:PORT] [--max-queued BYTES]
+//! ```
+//!
+//! - `--addr`: where to listen (default `127.0.0.1:8008`, the seed's port;
+//!   port 0 picks one); the first line printed is `listening on ADDR`;
+//! - `--max-queued BYTES`: how much may wait to be sent to one client
+//!   before it is dropped as not reading (default 1 MiB).
+//!
+//! Try it with a few `nc 127.0.0.1 8008` (or `telnet`) in other terminals.
+//! The protocol is lines: a message is everything up to and including a
+//! `\n`, forwarded as it is to every client but its sender. Joins, leaves
+//! and drops are logged on stderr. Ctrl-C sends `Shutdown Server\n` to every
+//! client, gives them up to two seconds to take what is still queued for
+//! them, closes them and the listener, and exits 0 (a second Ctrl-C closes
+//! at once).
+//!
+//! Better than the seed, which handles only the first readable socket of
+//! each `select`, forwards whatever one `recv` returned (half a line, or two),
+//! and blocks the whole room on a `send` to a client that does not read:
+//! - each client has its own input buffer, so only whole lines are
+//!   forwarded and fragments from different clients never mix; a line
+//!   longer than 64 KiB is a protocol error that drops its sender;
+//! - each client has its own outgoing queue, written as the socket accepts
+//!   (`EVENT_WRITE` is watched only while the queue is non-empty); a line is
+//!   stored once and shared by every queue it is in;
+//! - a client whose queue grows past 1 MiB (it does not read) is dropped with
+//!   a line on stderr, so memory stays bounded and the others keep chatting;
+//! - a client that errors, resets or closes is dropped alone.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context;
+use selectloop::{EventLoop, Interest, Signal, TimerHandle, Token, EVENT_READ, EVENT_WRITE};
+
+/// The longest line a client may send, newline included.
+const MAX_LINE: usize = 64 * 1024;
+/// The most a client may have queued for it before it is dropped (default
+/// of `--max-queued`).
+const MAX_QUEUED: usize = 1024 * 1024;
+/// Bytes read per `read` call.
+const CHUNK: usize = 64 * 1024;
+/// How long Ctrl-C waits for clients to take their last lines.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// What every client gets on Ctrl-C.
+const SHUTDOWN_LINE: &[u8] = b"Shutdown Server\n";
+
+fn parse_args() -> anyhow::Result<(String, usize)> {
+    let mut addr = "127.0.0.1:8008".to_string();
+    let mut max_queued = MAX_QUEUED;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().context("--addr needs HOST:PORT")?,
+            "--max-queued" => {
+                max_queued = args
+                    .next()
+                    .context("--max-queued needs BYTES")?
+                    .parse()
+                    .context("--max-queued BYTES")?;
+            }
+            "-h" | "--help" => {
+                println!("usage: chat [--addr HOST:PORT] [--max-queued BYTES]");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok((addr, max_queued))
+}
+
+/// Lines waiting to go out to one client. Each line is shared (`Rc`) by
+/// every client it is queued for.
+#[derive(Default)]
+struct Outbox {
+    lines: VecDeque<Rc<[u8]>>,
+    /// How much of the front line is already sent.
+    front_sent: usize,
+    /// Bytes queued and not yet sent.
+    bytes: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, line: Rc<[u8]>) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Writes as much as the socket takes now.
+    fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        while let Some(front) = self.lines.front() {
+            match stream.write(&front[self.front_sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.front_sent += n;
+                    self.bytes -= n;
+                    if self.front_sent == front.len() {
+                        self.lines.pop_front();
+                        self.front_sent = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Client {
+    /// For the log.
+    peer: String,
+    /// The start of a line whose `\n` has not arrived yet.
+    partial: Vec<u8>,
+    outbox: Outbox,
+}
+
+/// The room: every client's state, keyed by the loop's token for its socket
+/// (the loop owns the sockets; [`EventLoop::with_source`] reaches another
+/// client's from inside a callback).
+#[derive(Default)]
+struct Room {
+    clients: BTreeMap<Token, Client>,
+    /// A client with more than this queued for it is dropped.
+    max_queued: usize,
+    listener: Option<Token>,
+    /// Ctrl-C came: clients are being sent their last lines.
+    closing: bool,
+    grace: Option<TimerHandle>,
+}
+
+type Shared = Rc<RefCell<Room>>;
+
+/// Watches the listener; accepted clients join the room.
+fn listen(lp: &mut EventLoop, room: &Shared, listener: TcpListener) -> selectloop::Result<Token> {
+    let room = Rc::clone(room);
+    let token = lp.register(
+        listener,
+        EVENT_READ,
+        move |lp, listener: &mut TcpListener, _mask| {
+            // What is queued, a bounded batch per wake-up.
+            for _ in 0..128 {
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        stream.set_nonblocking(true)?;
+                        stream.set_nodelay(true)?;
+                        let shared = Rc::clone(&room);
+                        let token = lp.register(
+                            stream,
+                            EVENT_READ,
+                            move |lp, stream: &mut TcpStream, mask| {
+                                on_client(lp, &shared, stream, mask)
+                            },
+                        )?;
+                        eprintln!("chat: {peer} joined");
+                        room.borrow_mut().clients.insert(
+                            token,
+                            Client {
+                                peer: peer.to_string(),
+                                partial: Vec::new(),
+                                outbox: Outbox::default(),
+                            },
+                        );
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        // Out of descriptors or the like: the listener stays
+                        // readable, so pause it rather than spin.
+                        eprintln!("chat: accept failed: {e}; pausing accepts for 100 ms");
+                        let me = lp.current_token().expect("called by the loop");
+                        let room = Rc::clone(&room);
+                        lp.call_soon(move |lp| {
+                            let listener: TcpListener = lp.take(me)?;
+                            room.borrow_mut().listener = None;
+                            lp.call_later(Duration::from_millis(100), move |lp| {
+                                if !room.borrow().closing {
+                                    let token = listen(lp, &room, listener)?;
+                                    room.borrow_mut().listener = Some(token);
+                                }
+                                Ok(())
+                            });
+                            Ok(())
+                        });
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(token)
+}
+
+/// A client's socket is readable or writable.
+fn on_client(
+    lp: &mut EventLoop,
+    room: &Shared,
+    stream: &mut TcpStream,
+    mask: Interest,
+) -> anyhow::Result<()> {
+    let me = lp.current_token().expect("called by the loop");
+    if mask.is_writable() {
+        let flushed = match room.borrow_mut().clients.get_mut(&me) {
+            Some(client) => client.outbox.flush(stream),
+            None => return Ok(()),
+        };
+        if let Err(e) = flushed {
+            drop_client(lp, room, me, Some(&format!("write failed: {e}")));
+            return Ok(());
+        }
+        if room.borrow().closing {
+            if room.borrow().clients[&me].outbox.is_empty() {
+                close_client(lp, room, me, Some(stream));
+            }
+            return Ok(());
+        }
+    }
+    if mask.is_readable() {
+        let mut buf = [0u8; CHUNK];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                drop_client(lp, room, me, None);
+                return Ok(());
+            }
+            Ok(n) => {
+                let (lines, overlong) = match room.borrow_mut().clients.get_mut(&me) {
+                    Some(client) => split_lines(&mut client.partial, &buf[..n]),
+                    None => return Ok(()),
+                };
+                broadcast(lp, room, me, lines);
+                if overlong {
+                    let why = format!("sent a line longer than {MAX_LINE} bytes (protocol error)");
+                    drop_client(lp, room, me, Some(&why));
+                    return Ok(());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                drop_client(lp, room, me, Some(&format!("read failed: {e}")));
+                return Ok(());
+            }
+        }
+    }
+    watch(lp, room, me)?;
+    Ok(())
+}
+
+/// Appends `data` to the client's `partial` line and takes out the complete
+/// lines. Also says whether the client broke the line length limit (the
+/// lines before the offending one are still returned).
+fn split_lines(partial: &mut Vec<u8>, data: &[u8]) -> (Vec<Rc<[u8]>>, bool) {
+    let scanned = partial.len();
+    partial.extend_from_slice(data);
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut from = scanned;
+    while let Some(at) = partial[from..].iter().position(|&b| b == b'\n') {
+        let end = from + at + 1;
+        if end - start > MAX_LINE {
+            return (lines, true);
+        }
+        lines.push(Rc::from(&partial[start..end]));
+        start = end;
+        from = end;
+    }
+    partial.drain(..start);
+    // No newline within MAX_LINE bytes: the line will be too long.
+    (lines, partial.len() >= MAX_LINE)
+}
+
+/// Queues `lines` for every client but `from`, and writes what each socket
+/// takes now; drops the clients that are over the bound or fail.
+fn broadcast(lp: &mut EventLoop, room: &Shared, from: Token, lines: Vec<Rc<[u8]>>) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut dropped = Vec::new();
+    {
+        let mut room = room.borrow_mut();
+        let max_queued = room.max_queued;
+        for (&token, client) in room.clients.iter_mut() {
+            if token == from {
+                continue;
+            }
+            let was_empty = client.outbox.is_empty();
+            for line in &lines {
+                client.outbox.push(Rc::clone(line));
+            }
+            if client.outbox.bytes > max_queued {
+                dropped.push((
+                    token,
+                    format!(
+                        "not reading: {} bytes queued, over the {max_queued}-byte bound",
+                        client.outbox.bytes
+                    ),
+                ));
+                continue;
+            }
+            if !was_empty {
+                continue; // already waiting for EVENT_WRITE
+            }
+            let outbox = &mut client.outbox;
+            match lp.with_source(token, |stream: &mut TcpStream| outbox.flush(stream)) {
+                Ok(Ok(())) if outbox.is_empty() => {}
+                Ok(Ok(())) => {
+                    // The rest goes out as the socket becomes writable.
+                    if let Err(e) = lp.modify(token, EVENT_READ | EVENT_WRITE) {
+                        dropped.push((token, format!("cannot watch for EVENT_WRITE: {e}")));
+                    }
+                }
+                Ok(Err(e)) => dropped.push((token, format!("write failed: {e}"))),
+                Err(e) => dropped.push((token, format!("socket unavailable: {e}"))),
+            }
+        }
+    }
+    for (token, why) in dropped {
+        drop_client(lp, room, token, Some(&why));
+    }
+}
+
+/// Watches a client for what it needs now: reads always (unless closing),
+/// writes while something is queued for it.
+fn watch(lp: &mut EventLoop, room: &Shared, token: Token) -> selectloop::Result<()> {
+    let room = room.borrow();
+    let Some(client) = room.clients.get(&token) else {
+        return Ok(());
+    };
+    let events = match (room.closing, client.outbox.is_empty()) {
+        (true, _) => EVENT_WRITE,
+        (false, true) => EVENT_READ,
+        (false, false) => EVENT_READ | EVENT_WRITE,
+    };
+    lp.modify(token, events)
+}
+
+/// Removes a client that left (`why` is `None`) or failed, logging it, and
+/// closes its socket (unregistering drops it).
+fn drop_client(lp: &mut EventLoop, room: &Shared, token: Token, why: Option<&str>) {
+    let Some(client) = room.borrow_mut().clients.remove(&token) else {
+        return;
+    };
+    match why {
+        None => eprintln!("chat: {} left", client.peer),
+        Some(why) => eprintln!("chat: dropping {}: {why}", client.peer),
+    }
+    let _ = lp.unregister(token);
+    maybe_done(lp, room);
+}
+
+/// Closes a client whose last lines are sent (shutting down): our side is
+/// shut down first, and what it sent meanwhile is read and discarded, so
+/// that closing sends a FIN rather than a reset that could destroy the
+/// lines it has not read yet.
+fn close_client(lp: &mut EventLoop, room: &Shared, token: Token, stream: Option<&mut TcpStream>) {
+    if room.borrow_mut().clients.remove(&token).is_none() {
+        return;
+    }
+    let goodbye = |stream: &mut TcpStream| {
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match stream.read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    };
+    match stream {
+        Some(stream) => goodbye(stream),
+        None => {
+            let _ = lp.with_source(token, goodbye);
+        }
+    }
+    let _ = lp.unregister(token);
+    maybe_done(lp, room);
+}
+
+/// Shutting down and nobody left: stop the loop.
+fn maybe_done(lp: &mut EventLoop, room: &Shared) {
+    let mut room = room.borrow_mut();
+    if room.closing && room.clients.is_empty() {
+        if let Some(grace) = room.grace.take() {
+            grace.cancel();
+        }
+        lp.stop();
+    }
+}
+
+/// Ctrl-C: stop accepting, queue `Shutdown Server` for everyone, close the
+/// clients as their queues empty, and stop when all are closed or the grace
+/// period is over. A second Ctrl-C closes everything at once.
+fn shut_down(lp: &mut EventLoop, room: &Shared) {
+    let already = std::mem::replace(&mut room.borrow_mut().closing, true);
+    if already {
+        eprintln!("chat: second Ctrl-C, closing now");
+        close_everyone(lp, room);
+        lp.stop();
+        return;
+    }
+    let listener = room.borrow_mut().listener.take();
+    if let Some(listener) = listener {
+        let _ = lp.unregister(listener); // closes it
+    }
+    let tokens: Vec<Token> = room.borrow().clients.keys().copied().collect();
+    eprintln!(
+        "chat: Ctrl-C, telling {} client(s) and shutting down",
+        tokens.len()
+    );
+    let line: Rc<[u8]> = Rc::from(SHUTDOWN_LINE);
+    for token in tokens {
+        let flushed = {
+            let mut room = room.borrow_mut();
+            let client = room.clients.get_mut(&token).expect("listed above");
+            client.partial.clear();
+            client.outbox.push(Rc::clone(&line));
+            let outbox = &mut client.outbox;
+            match lp.with_source(token, |stream: &mut TcpStream| outbox.flush(stream)) {
+                Ok(Ok(())) => Ok(outbox.is_empty()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match flushed {
+            Ok(true) => close_client(lp, room, token, None),
+            Ok(false) => {
+                if let Err(e) = watch(lp, room, token) {
+                    drop_client(lp, room, token, Some(&e.to_string()));
+                }
+            }
+            Err(why) => drop_client(lp, room, token, Some(&why)),
+        }
+    }
+    let mut shared = room.borrow_mut();
+    if shared.clients.is_empty() {
+        lp.stop();
+    } else {
+        let room = Rc::clone(room);
+        shared.grace = Some(lp.call_later(SHUTDOWN_GRACE, move |lp| {
+            eprintln!(
+                "chat: {} client(s) did not take their last lines within {SHUTDOWN_GRACE:?}",
+                room.borrow().clients.len()
+            );
+            close_everyone(lp, &room);
+            lp.stop();
+            Ok(())
+        }));
+    }
+}
+
+fn close_everyone(lp: &mut EventLoop, room: &Shared) {
+    let tokens: Vec<Token> = room.borrow().clients.keys().copied().collect();
+    for token in tokens {
+        close_client(lp, room, token, None);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let (addr, max_queued) = parse_args()?;
+    let listener = TcpListener::bind(&addr).with_context(|| format!("binding {addr}"))?;
+    listener.set_nonblocking(true)?;
+
+    let mut lp = EventLoop::new()?;
+    let room: Shared = Rc::new(RefCell::new(Room {
+        max_queued,
+        ..Room::default()
+    }));
+    // A callback error the code above did not handle itself: drop that
+    // client (or source), never the room.
+    let shared = Rc::clone(&room);
+    lp.set_error_handler(move |lp, failure| {
+        eprintln!("chat: {failure}");
+        if let Some(token) = failure.token {
+            if shared.borrow().clients.contains_key(&token) {
+                drop_client(lp, &shared, token, Some("callback failed"));
+            } else {
+                let _ = lp.unregister(token);
+            }
+        }
+    });
+    let shared = Rc::clone(&room);
+    lp.add_signal_handler(Signal::INT, move |lp| {
+        shut_down(lp, &shared);
+        Ok(())
+    })?;
+    let addr = listener.local_addr()?;
+    let token = listen(&mut lp, &room, listener)?;
+    room.borrow_mut().listener = Some(token);
+
+    let mut out = io::stdout();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()?;
+
+    lp.run()?;
+    eprintln!("chat: shut down");
+    Ok(())
+}
