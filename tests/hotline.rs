@@ -7,7 +7,7 @@
 
 mod example_util;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -181,7 +181,7 @@ fn sigint_exits_zero(model: &str) {
     let mut buf = [0; 64];
     match c.reader.read(&mut buf) {
         Ok(0) => {}
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("the caller's connection should be closed, got {other:?}"),
     }
 }

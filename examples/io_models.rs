@@ -1,0 +1,923 @@
+//! The upper-case echo (seed 2) served by each I/O model the tutorials
+//! compare: a thread pool with blocking I/O, a busy loop over non-blocking
+//! sockets, `select`, `poll` and `epoll` used directly, and the event loop.
+//!
+//! ```text
+//! cargo run --release --example io_models -- [--addr HOST:PORT] [--model MODEL] [--pool N]
+//! ```
+//!
+//! - `--addr`: where to listen (default `127.0.0.1:9999`, the seed's port;
+//!   port 0 picks one); the first line printed is `listening on ADDR`, the
+//!   address bound.
+//! - `--model pool` (default): accepted connections go to a pool of
+//!   `--pool N` threads (default 3), each serving one client at a time with
+//!   blocking I/O, so the (N+1)th client waits, connected but unanswered,
+//!   until one of the first N leaves: the tutorial's point.
+//! - `--model nonblocking`: one thread polls the listener and every client
+//!   in turn with non-blocking calls, forever, whether anything is ready or
+//!   not. It answers correctly but **burns a whole CPU even when idle**, by
+//!   design: that is what the tutorial shows before multiplexing.
+//! - `--model select` / `poll` / `epoll`: the crate's `SelectSelector`
+//!   (select(2), descriptors below `FD_SETSIZE` only) / `PollSelector`
+//!   (poll(2), `WSAPoll` on Windows) / `PollingSelector` (epoll on Linux,
+//!   kqueue on macOS and the BSDs, IOCP on Windows) used directly, without
+//!   the event loop: each connection has a queue of replies and is watched
+//!   for EVENT_WRITE only while its queue is not empty (seed 5's "queued
+//!   echo"). `select` exits with an error on Windows, where the crate has no
+//!   `SelectSelector`.
+//! - `--model loop`: the same on [`EventLoop`], callbacks instead of a
+//!   hand-written dispatch.
+//! - `--sndbuf BYTES`: the kernel send buffer of each connection (`SO_SNDBUF`);
+//!   a small one makes sends come up short, to watch (and test) the models
+//!   keep what was not sent.
+//!
+//! Reply = the bytes received, upper-cased (ASCII, as Python's `bytes.upper`).
+//! Ctrl-C exits 0 in every model: `pool`, `nonblocking` and `loop` run an
+//! [`EventLoop`] that takes the signal (the pool's loop also does the
+//! accepting; the busy loop runs as a callback that reschedules itself, so
+//! the loop polls with a zero timeout); the selector models watch one more
+//! socket, which a small control loop on another thread writes a byte to on
+//! Ctrl-C (the self-pipe trick).
+//!
+//! Better than the seeds: a reset client is dropped, not fatal (the seeds'
+//! select server dies of it); a partial send keeps the rest for later
+//! instead of losing it; a client that does not read its replies stops being
+//! read from (at most 64 KiB is queued per client) instead of growing the
+//! server's memory; a client that half-closes still gets every reply before
+//! the server closes; running out of descriptors pauses accepting instead of
+//! spinning; Ctrl-C closes every connection and exits 0.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
+
+/// Bytes read per `read` call.
+const CHUNK: usize = 16 * 1024;
+/// Replies queued for one client before the server stops reading from it.
+const HIGH_WATER: usize = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Model {
+    Pool,
+    Nonblocking,
+    Select,
+    Poll,
+    Epoll,
+    Loop,
+}
+
+struct Options {
+    addr: String,
+    model: Model,
+    pool: usize,
+    sndbuf: Option<usize>,
+}
+
+const USAGE: &str = "\
+usage: io_models [--addr HOST:PORT] [--model MODEL] [--pool N] [--sndbuf BYTES]
+
+The upper-case echo server, served by the I/O model MODEL:
+  pool         blocking I/O on a pool of --pool N threads (default 3), one
+               client per thread at a time: client N+1 waits (the default)
+  nonblocking  a busy loop over non-blocking sockets: correct, but burns a
+               whole CPU even when idle, by design
+  select       SelectSelector (select(2), descriptors < FD_SETSIZE); Unix
+               only: on Windows this model exits with an error
+  poll         PollSelector (poll(2); WSAPoll on Windows)
+  epoll        PollingSelector: epoll on Linux, kqueue on macOS/BSD, and
+               IOCP on Windows
+  loop         the EventLoop
+
+  --addr HOST:PORT  where to listen (default 127.0.0.1:9999; port 0 picks one)
+  --sndbuf BYTES    SO_SNDBUF of each connection: small makes sends partial";
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        addr: "127.0.0.1:9999".into(),
+        model: Model::Pool,
+        pool: 3,
+        sndbuf: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
+            "--model" => {
+                options.model = match args.next().context("--model needs a name")?.as_str() {
+                    "pool" => Model::Pool,
+                    "nonblocking" => Model::Nonblocking,
+                    "select" => Model::Select,
+                    "poll" => Model::Poll,
+                    "epoll" => Model::Epoll,
+                    "loop" => Model::Loop,
+                    other => anyhow::bail!(
+                        "unknown model {other:?}: pool, nonblocking, select, poll, epoll or loop"
+                    ),
+                }
+            }
+            "--pool" => {
+                options.pool = args
+                    .next()
+                    .context("--pool needs N")?
+                    .parse()
+                    .context("--pool N")?;
+                anyhow::ensure!(options.pool > 0, "--pool must be at least 1");
+            }
+            "--sndbuf" => {
+                options.sndbuf = Some(
+                    args.next()
+                        .context("--sndbuf needs BYTES")?
+                        .parse()
+                        .context("--sndbuf BYTES")?,
+                );
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok(options)
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Logs a dropped client's error, unless it merely reset.
+fn report(e: &anyhow::Error) {
+    if !e.downcast_ref::<io::Error>().is_some_and(is_reset) {
+        eprintln!("client dropped: {e:#}");
+    }
+}
+
+/// `--sndbuf`, for every accepted connection (0: the system's default).
+static SNDBUF: AtomicUsize = AtomicUsize::new(0);
+
+/// Prepares an accepted connection: non-blocking or not, and `--sndbuf`.
+fn prepare(stream: &TcpStream, nonblocking: bool) -> io::Result<()> {
+    stream.set_nonblocking(nonblocking)?;
+    match SNDBUF.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        size => socket2::SockRef::from(stream).set_send_buffer_size(size),
+    }
+}
+
+/// Binds and listens with a backlog of 1024 (seed 5 asks for 1000; std's
+/// `TcpListener::bind` uses 128, and a burst of connects beyond the accept
+/// queue sees its SYNs dropped and retried only a second later).
+fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .context("the address resolves to nothing")?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As std does on Unix (a restarted server can rebind at once); on
+    // Windows SO_REUSEADDR would let another process steal the port.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Prints the first line, `listening on ADDR`, once Ctrl-C is handled.
+fn announce(listener: &TcpListener) -> io::Result<()> {
+    let mut out = io::stdout();
+    writeln!(out, "listening on {}", listener.local_addr()?)?;
+    out.flush()
+}
+
+/// A loop whose Ctrl-C stops it and whose reset clients go quietly.
+fn new_loop() -> anyhow::Result<EventLoop> {
+    let mut lp = EventLoop::new()?;
+    lp.set_error_handler(|lp, failure| {
+        report(&failure.error);
+        if let Some(token) = failure.token {
+            let _ = lp.unregister(token);
+        }
+    });
+    lp.add_signal_handler(Signal::INT, |lp| {
+        lp.stop();
+        Ok(())
+    })?;
+    Ok(lp)
+}
+
+/// What a loop-accepting model does with an accepted connection.
+type Handoff = Rc<dyn Fn(&mut EventLoop, TcpStream)>;
+
+/// Accepts on the loop and hands each connection over.
+fn serve_listener(
+    lp: &mut EventLoop,
+    listener: TcpListener,
+    handoff: Handoff,
+) -> selectloop::Result<Token> {
+    lp.register(
+        listener,
+        EVENT_READ,
+        move |lp, listener: &mut TcpListener, _mask| {
+            // Accept what is queued, a bounded batch per wake-up.
+            for _ in 0..128 {
+                match listener.accept() {
+                    Ok((stream, _peer)) => handoff(lp, stream),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if is_transient_accept_error(&e) => {}
+                    Err(e) => {
+                        // Out of descriptors or the like: the listener stays
+                        // readable, so pause it rather than spin.
+                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
+                        let me = lp.current_token().expect("called by the loop");
+                        let handoff = Rc::clone(&handoff);
+                        lp.call_soon(move |lp| {
+                            let listener: TcpListener = lp.take(me)?;
+                            lp.call_later(Duration::from_millis(100), move |lp| {
+                                serve_listener(lp, listener, handoff)?;
+                                Ok(())
+                            });
+                            Ok(())
+                        });
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Accept errors about one connection (gone before it was accepted), not
+/// about the listener.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+// ----- pool: blocking I/O on N threads ---------------------------------------
+
+mod pool {
+    use std::collections::HashMap;
+    use std::io::{self, Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::rc::Rc;
+    use std::sync::{mpsc, Arc, Mutex};
+
+    use selectloop::EventLoop;
+
+    /// The connections the workers serve, so that Ctrl-C can end them.
+    #[derive(Default)]
+    struct Registry {
+        inner: Mutex<Inner>,
+    }
+
+    #[derive(Default)]
+    struct Inner {
+        closed: bool,
+        next: u64,
+        open: HashMap<u64, TcpStream>,
+    }
+
+    impl Registry {
+        /// Records a connection; `None` once shutting down (drop it then).
+        fn add(&self, stream: &TcpStream) -> io::Result<Option<u64>> {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.closed {
+                return Ok(None);
+            }
+            let id = inner.next;
+            inner.next += 1;
+            inner.open.insert(id, stream.try_clone()?);
+            Ok(Some(id))
+        }
+
+        fn remove(&self, id: u64) {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.open.remove(&id);
+        }
+
+        /// Shuts every recorded connection down (its worker's blocked read
+        /// or write returns) and refuses new ones.
+        fn close_all(&self) {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.closed = true;
+            for (_, stream) in inner.open.drain() {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// One client, start to end, with blocking I/O: the worker is busy with
+    /// it until it leaves.
+    fn serve(mut stream: TcpStream) -> io::Result<()> {
+        // Accepted from a non-blocking listener, which Windows and the BSDs
+        // make the accepted socket inherit.
+        super::prepare(&stream, false)?;
+        let mut buf = vec![0; super::CHUNK];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            buf[..n].make_ascii_uppercase();
+            stream.write_all(&buf[..n])?;
+        }
+    }
+
+    fn worker(registry: &Registry, queue: &Mutex<mpsc::Receiver<TcpStream>>) {
+        loop {
+            // The lock is held while waiting: one idle worker waits on the
+            // channel, the others on the lock.
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok(stream) = next else {
+                return; // the accepting loop is gone
+            };
+            let id = match registry.add(&stream) {
+                Ok(Some(id)) => id,
+                Ok(None) => continue, // shutting down: drop it
+                Err(e) => {
+                    eprintln!("client dropped: {e}");
+                    continue;
+                }
+            };
+            if let Err(e) = serve(stream) {
+                super::report(&e.into());
+            }
+            registry.remove(id);
+        }
+    }
+
+    pub fn run(listener: TcpListener, threads: usize) -> anyhow::Result<()> {
+        let registry = Arc::new(Registry::default());
+        let (tx, rx) = mpsc::channel::<TcpStream>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::new();
+        for i in 0..threads {
+            let registry = Arc::clone(&registry);
+            let rx = Arc::clone(&rx);
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("pool-{i}"))
+                    .spawn(move || worker(&registry, &rx))?,
+            );
+        }
+
+        let mut lp = super::new_loop()?;
+        super::announce(&listener)?;
+        // The (N+1)th connection waits in the channel, accepted but unread,
+        // until a worker is free: as with the seed's blocking accept and
+        // executor, whose queue is the executor's.
+        super::serve_listener(
+            &mut lp,
+            listener,
+            Rc::new(move |_lp: &mut EventLoop, stream| {
+                let _ = tx.send(stream);
+            }),
+        )?;
+        lp.run()?;
+
+        drop(lp); // closes the listener and the channel's sending side
+        registry.close_all();
+        for worker in workers {
+            let _ = worker.join();
+        }
+        Ok(())
+    }
+}
+
+// ----- nonblocking: the busy loop ------------------------------------------
+
+mod busy {
+    use std::cell::RefCell;
+    use std::io::{self, Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    use selectloop::EventLoop;
+
+    struct Client {
+        stream: TcpStream,
+        /// The reply not yet sent; nothing is read while it is not empty.
+        unsent: Vec<u8>,
+        /// The peer sent everything: close once `unsent` is empty.
+        eof: bool,
+        closed: bool,
+    }
+
+    /// The seed's lists: the listener, the clients and what each is owed.
+    struct Busy {
+        listener: TcpListener,
+        clients: Vec<Client>,
+        /// After a failed accept (out of descriptors), when to try again.
+        accept_after: Option<Instant>,
+        buf: Vec<u8>,
+    }
+
+    impl Busy {
+        /// One pass over everything: accept, read, send, drop the closed.
+        fn pass(&mut self) {
+            self.accept();
+            for c in &mut self.clients {
+                if c.unsent.is_empty() && !c.eof {
+                    match c.stream.read(&mut self.buf) {
+                        Ok(0) => c.eof = true,
+                        Ok(n) => {
+                            c.unsent.extend_from_slice(&self.buf[..n]);
+                            c.unsent.make_ascii_uppercase();
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(e) => {
+                            super::report(&e.into());
+                            c.closed = true;
+                        }
+                    }
+                }
+                if !c.unsent.is_empty() && !c.closed {
+                    match c.stream.write(&c.unsent) {
+                        Ok(n) => {
+                            c.unsent.drain(..n);
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(e) => {
+                            super::report(&e.into());
+                            c.closed = true;
+                        }
+                    }
+                }
+                if c.eof && c.unsent.is_empty() && !c.closed {
+                    let _ = c.stream.shutdown(Shutdown::Write);
+                    c.closed = true;
+                }
+            }
+            self.clients.retain(|c| !c.closed);
+        }
+
+        fn accept(&mut self) {
+            if self.accept_after.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            self.accept_after = None;
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, _peer)) => match super::prepare(&stream, true) {
+                        Ok(()) => self.clients.push(Client {
+                            stream,
+                            unsent: Vec::new(),
+                            eof: false,
+                            closed: false,
+                        }),
+                        Err(e) => eprintln!("client dropped: {e}"),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if super::is_transient_accept_error(&e) => {}
+                    Err(e) => {
+                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
+                        self.accept_after = Some(Instant::now() + Duration::from_millis(100));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one pass, then schedules the next: the loop never waits, since
+    /// a callback is always due, so it only polls (for Ctrl-C) between passes.
+    fn spin(lp: &mut EventLoop, busy: Rc<RefCell<Busy>>) {
+        lp.call_soon(move |lp| {
+            busy.borrow_mut().pass();
+            spin(lp, busy);
+            Ok(())
+        });
+    }
+
+    pub fn run(listener: TcpListener) -> anyhow::Result<()> {
+        let mut lp = super::new_loop()?;
+        super::announce(&listener)?;
+        let busy = Busy {
+            listener,
+            clients: Vec::new(),
+            accept_after: None,
+            buf: vec![0; super::CHUNK],
+        };
+        spin(&mut lp, Rc::new(RefCell::new(busy)));
+        lp.run()?;
+        Ok(())
+    }
+}
+
+// ----- select / poll / epoll: a selector, used directly ---------------------
+
+mod direct {
+    use std::collections::{HashMap, VecDeque};
+    use std::io::{self, Read, Write};
+    use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use selectloop::{
+        Backend, BaseSelector, EventLoop, Fd, Interest, Selector, Signal, Source, EVENT_READ,
+    };
+    use socket2::Socket;
+
+    /// Seed 5's per-connection state: the replies queued for it.
+    #[derive(Default)]
+    struct Queue {
+        msgs: VecDeque<Vec<u8>>,
+        /// How much of the front message is sent.
+        front_sent: usize,
+        /// Queued bytes not yet sent.
+        bytes: usize,
+        /// The peer sent everything: close once the queue is empty.
+        eof: bool,
+    }
+
+    impl Queue {
+        /// EVENT_WRITE only while something is queued; EVENT_READ unless the
+        /// queue is full or the peer is done sending. `None`: close now.
+        fn interest(&self) -> Option<Interest> {
+            let read = !self.eof && self.bytes < super::HIGH_WATER;
+            Interest::from_flags(read, !self.msgs.is_empty())
+        }
+    }
+
+    /// What happened to a connection in one dispatch.
+    enum Outcome {
+        Keep { was: Interest, now: Interest },
+        Close,
+    }
+
+    type Sel<B> = BaseSelector<B, Socket, ()>;
+
+    pub fn run<B: Backend>(listener: TcpListener) -> anyhow::Result<()> {
+        let ctrl = ctrl_c_socket()?;
+        let mut sel: Sel<B> = BaseSelector::new()?;
+        let listener_fd = listener.fileno();
+        let ctrl_fd = ctrl.fileno();
+        super::announce(&listener)?;
+        sel.register(Socket::from(listener), EVENT_READ, ())?;
+        sel.register(Socket::from(ctrl), EVENT_READ, ())?;
+
+        let mut queues: HashMap<Fd, Queue> = HashMap::new();
+        let mut buf = vec![0; super::CHUNK];
+        let mut ready: Vec<(Fd, Interest)> = Vec::new();
+        // The listener, unregistered while accepting is paused (out of
+        // descriptors), and when to register it again.
+        let mut paused: Option<(Socket, Instant)> = None;
+        loop {
+            let timeout = paused
+                .as_ref()
+                .map(|(_, until)| until.saturating_duration_since(Instant::now()));
+            ready.clear();
+            ready.extend(sel.select(timeout)?.map(|(key, mask)| (key.fd, mask)));
+            if paused
+                .as_ref()
+                .is_some_and(|(_, until)| Instant::now() >= *until)
+            {
+                let (listener, _) = paused.take().expect("checked");
+                sel.register(listener, EVENT_READ, ())?;
+            }
+            for &(fd, mask) in &ready {
+                if fd == ctrl_fd {
+                    // Ctrl-C (or the control thread is gone): dropping the
+                    // selector closes every socket.
+                    return Ok(());
+                } else if fd == listener_fd {
+                    if let Some(until) = accept(&mut sel, &mut queues, fd) {
+                        let key = sel.unregister(fd)?;
+                        paused = Some((key.fileobj, until));
+                    }
+                } else {
+                    serve(&mut sel, &mut queues, fd, mask, &mut buf);
+                }
+            }
+        }
+    }
+
+    /// Accepts what is queued and registers it; returns when to try again
+    /// if accepting failed (out of descriptors).
+    fn accept<B: Backend>(
+        sel: &mut Sel<B>,
+        queues: &mut HashMap<Fd, Queue>,
+        listener_fd: Fd,
+    ) -> Option<Instant> {
+        for _ in 0..128 {
+            let accepted = match sel.get_key(listener_fd) {
+                Ok(key) => key.fileobj.accept(),
+                Err(_) => return None,
+            };
+            match accepted {
+                Ok((conn, _peer)) => {
+                    let fd = conn.fileno();
+                    let registered = conn
+                        .set_nonblocking(true)
+                        .and_then(|()| match super::SNDBUF.load(super::Ordering::Relaxed) {
+                            0 => Ok(()),
+                            size => conn.set_send_buffer_size(size),
+                        })
+                        .map_err(selectloop::Error::from)
+                        .and_then(|()| sel.register(conn, EVENT_READ, ()).map(|_| ()));
+                    match registered {
+                        Ok(()) => {
+                            queues.insert(fd, Queue::default());
+                        }
+                        // select(2) refuses descriptors >= FD_SETSIZE.
+                        Err(e) => eprintln!("client refused: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if super::is_transient_accept_error(&e) => {}
+                Err(e) => {
+                    eprintln!("accept failed: {e}; pausing accepts for 100 ms");
+                    return Some(Instant::now() + Duration::from_millis(100));
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads into the connection's queue, sends from it, and re-arms it.
+    fn serve<B: Backend>(
+        sel: &mut Sel<B>,
+        queues: &mut HashMap<Fd, Queue>,
+        fd: Fd,
+        mask: Interest,
+        buf: &mut [u8],
+    ) {
+        let (Ok(key), Some(q)) = (sel.get_key(fd), queues.get_mut(&fd)) else {
+            return;
+        };
+        let sock = &key.fileobj;
+        let outcome = match exchange(sock, q, mask, buf) {
+            Err(e) => {
+                super::report(&e.into());
+                Outcome::Close
+            }
+            Ok(()) => match q.interest() {
+                Some(now) => Outcome::Keep {
+                    was: key.events,
+                    now,
+                },
+                None => {
+                    let _ = sock.shutdown(Shutdown::Write);
+                    Outcome::Close
+                }
+            },
+        };
+        match outcome {
+            Outcome::Keep { was, now } if was != now => {
+                if let Err(e) = sel.modify(fd, now, ()) {
+                    eprintln!("client dropped: {e}");
+                    let _ = sel.unregister(fd);
+                    queues.remove(&fd);
+                }
+            }
+            Outcome::Keep { .. } => {}
+            Outcome::Close => {
+                let _ = sel.unregister(fd); // drops, and so closes, the socket
+                queues.remove(&fd);
+            }
+        }
+    }
+
+    fn exchange(sock: &Socket, q: &mut Queue, mask: Interest, buf: &mut [u8]) -> io::Result<()> {
+        let mut sock = sock;
+        if mask.is_readable() && !q.eof && q.bytes < super::HIGH_WATER {
+            match sock.read(buf) {
+                Ok(0) => q.eof = true,
+                Ok(n) => {
+                    let mut msg = buf[..n].to_vec();
+                    msg.make_ascii_uppercase();
+                    q.bytes += n;
+                    q.msgs.push_back(msg);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if mask.is_writable() {
+            while let Some(front) = q.msgs.front() {
+                match sock.write(&front[q.front_sent..]) {
+                    Ok(n) => {
+                        q.front_sent += n;
+                        q.bytes -= n;
+                        if q.front_sent == front.len() {
+                            q.msgs.pop_front();
+                            q.front_sent = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connected loopback pair, checked to be each other's peer.
+    fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let ours = TcpStream::connect(listener.local_addr()?)?;
+        loop {
+            let (theirs, peer) = listener.accept()?;
+            if peer == ours.local_addr()? {
+                return Ok((ours, theirs));
+            }
+        }
+    }
+
+    /// A socket that becomes readable on Ctrl-C: a control loop on its own
+    /// thread takes the signal and writes a byte to the other end. The
+    /// control loop ends when our end closes. Returns once the handler is in
+    /// place.
+    fn ctrl_c_socket() -> anyhow::Result<TcpStream> {
+        let (ours, theirs) = loopback_pair()?;
+        ours.set_nonblocking(true)?;
+        theirs.set_nonblocking(true)?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ctrl-c".into())
+            .spawn(move || {
+                let setup = || -> anyhow::Result<EventLoop> {
+                    let mut lp = EventLoop::new()?;
+                    // Readable only when the main thread's end closes.
+                    let token =
+                        lp.register(theirs, EVENT_READ, |lp, _theirs: &mut TcpStream, _mask| {
+                            let me = lp.current_token().expect("called by the loop");
+                            lp.unregister(me)?;
+                            Ok(())
+                        })?;
+                    lp.add_signal_handler(Signal::INT, move |lp| {
+                        lp.with_source(token, |theirs: &mut TcpStream| theirs.write_all(b"!"))??;
+                        Ok(())
+                    })?;
+                    Ok(lp)
+                };
+                match setup() {
+                    Ok(mut lp) => {
+                        let _ = ready_tx.send(Ok(()));
+                        if let Err(e) = lp.run() {
+                            eprintln!("ctrl-c loop failed: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        ready_rx
+            .recv()
+            .context("the ctrl-c thread ended before it was set up")??;
+        Ok(ours)
+    }
+}
+
+// ----- loop: the event loop ----------------------------------------------------
+
+/// The loop model's connection: the reply not yet sent.
+struct LoopConn {
+    unsent: Vec<u8>,
+    /// The peer sent everything: close once `unsent` is empty.
+    eof: bool,
+}
+
+impl LoopConn {
+    fn on_ready(
+        &mut self,
+        lp: &mut EventLoop,
+        stream: &mut TcpStream,
+        mask: Interest,
+    ) -> anyhow::Result<()> {
+        let me = lp.current_token().expect("called by the loop");
+        if mask.is_readable() && self.unsent.is_empty() && !self.eof {
+            let mut buf = [0; CHUNK];
+            match stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    buf[..n].make_ascii_uppercase();
+                    self.unsent.extend_from_slice(&buf[..n]);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        while !self.unsent.is_empty() {
+            match stream.write(&self.unsent) {
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.unsent.is_empty() && self.eof {
+            let _ = stream.shutdown(Shutdown::Write);
+            lp.unregister(me)?;
+        } else {
+            // Backpressure: wait for room while a reply is pending, else read.
+            let events = if self.unsent.is_empty() {
+                EVENT_READ
+            } else {
+                EVENT_WRITE
+            };
+            lp.modify(me, events)?;
+        }
+        Ok(())
+    }
+}
+
+fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
+    let mut lp = new_loop()?;
+    announce(&listener)?;
+    serve_listener(
+        &mut lp,
+        listener,
+        Rc::new(|lp: &mut EventLoop, stream: TcpStream| {
+            let mut conn = LoopConn {
+                unsent: Vec::new(),
+                eof: false,
+            };
+            let registered = prepare(&stream, true)
+                .map_err(selectloop::Error::from)
+                .and_then(|()| {
+                    lp.register(
+                        stream,
+                        EVENT_READ,
+                        move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
+                    )
+                });
+            if let Err(e) = registered {
+                eprintln!("client dropped: {e}");
+            }
+        }),
+    )?;
+    lp.run()?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = parse_args()?;
+    if let Some(size) = options.sndbuf {
+        SNDBUF.store(size, Ordering::Relaxed);
+    }
+    if options.model == Model::Select && !cfg!(unix) {
+        anyhow::bail!(
+            "--model select needs SelectSelector (select(2)), which selectloop has on Unix \
+             only; on Windows use --model poll (WSAPoll) or --model epoll (IOCP)"
+        );
+    }
+    let listener = bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
+    listener.set_nonblocking(true)?;
+    match options.model {
+        Model::Pool => pool::run(listener, options.pool),
+        Model::Nonblocking => busy::run(listener),
+        Model::Select => {
+            #[cfg(unix)]
+            return direct::run::<selectloop::selector::SelectBackend>(listener);
+            #[cfg(not(unix))]
+            unreachable!("refused above");
+        }
+        Model::Poll => direct::run::<selectloop::selector::PollBackend>(listener),
+        Model::Epoll => direct::run::<selectloop::selector::PollingBackend>(listener),
+        Model::Loop => run_loop(listener),
+    }
+}
