@@ -3,7 +3,7 @@
 //! sockets, `select`, `poll` and `epoll` used directly, and the event loop.
 //!
 //! ```text
-//! cargo run --release --example io_models -- [--addr HOST:PORT] [--model MODEL] [--pool N]
+//! cargo run --release --example io_models -- [--addr HOST:PORT] [--model MODEL] [--pool N] [--sndbuf BYTES]
 //! ```
 //!
 //! - `--addr`: where to listen (default `127.0.0.1:9999`, the seed's port;
@@ -12,7 +12,10 @@
 //! - `--model pool` (default): accepted connections go to a pool of
 //!   `--pool N` threads (default 3), each serving one client at a time with
 //!   blocking I/O, so the (N+1)th client waits, connected but unanswered,
-//!   until one of the first N leaves: the tutorial's point.
+//!   until one of the first N leaves: the tutorial's point. (The seed blocks
+//!   in `accept()`; here an [`EventLoop`] accepts, so that Ctrl-C can stop
+//!   it, and the waiting client sits in the pool's channel as it sat in the
+//!   seed's executor queue: the starvation is the same.)
 //! - `--model nonblocking`: one thread polls the listener and every client
 //!   in turn with non-blocking calls, forever, whether anything is ready or
 //!   not. It answers correctly but **burns a whole CPU even when idle**, by
@@ -42,7 +45,7 @@
 //! Better than the seeds: a reset client is dropped, not fatal (the seeds'
 //! select server dies of it); a partial send keeps the rest for later
 //! instead of losing it; a client that does not read its replies stops being
-//! read from (at most 64 KiB is queued per client) instead of growing the
+//! read from (at most 80 KiB of replies is queued per client) instead of growing the
 //! server's memory; a client that half-closes still gets every reply before
 //! the server closes; running out of descriptors pauses accepting instead of
 //! spinning; Ctrl-C closes every connection and exits 0.
