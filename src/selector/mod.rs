@@ -72,8 +72,43 @@ pub use self::polling::PollingBackend;
 #[cfg(unix)]
 pub use self::select::SelectBackend;
 
-/// The object-free "any registered object" type that selectors default to.
-pub type AnySource = Box<dyn Source + Send>;
+/// Any registrable object, boxed: the file-object type selectors default to,
+/// for registering listeners, streams and pipes side by side.
+///
+/// ```
+/// use std::net::{TcpListener, UdpSocket};
+/// use selectloop::{AnySource, DefaultSelector, Selector, EVENT_READ};
+///
+/// let mut sel: DefaultSelector = DefaultSelector::new()?;
+/// sel.register(AnySource::new(TcpListener::bind("127.0.0.1:0")?), EVENT_READ, ())?;
+/// sel.register(AnySource::new(UdpSocket::bind("127.0.0.1:0")?), EVENT_READ, ())?;
+/// assert_eq!(sel.get_map()?.len(), 2);
+/// # Ok::<(), selectloop::Error>(())
+/// ```
+pub struct AnySource(Box<dyn Source + Send>);
+
+impl AnySource {
+    /// Boxes `source`.
+    pub fn new<S: Source + Send + 'static>(source: S) -> AnySource {
+        AnySource(Box::new(source))
+    }
+
+    /// The boxed object.
+    pub fn into_inner(self) -> Box<dyn Source + Send> {
+        self.0
+    }
+
+    pub(crate) fn inner(&self) -> &(dyn Source + Send) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for AnySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AnySource").field(&self.0.fileno()).finish()
+    }
+}
+
 
 /// A selector on the `polling` crate in level-triggered mode: epoll on
 /// Linux/Android, kqueue on macOS/iOS/BSD, IOCP on Windows, event ports

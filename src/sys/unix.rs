@@ -215,3 +215,10 @@ pub(crate) fn remove_signal(id: SignalId) {
         }
     }
 }
+
+/// `AnySource` is a source through its box.
+impl AsFd for crate::AnySource {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner().as_fd()
+    }
+}

@@ -144,7 +144,7 @@ type Forward = Box<dyn Fn() + Send>;
 static CONSOLE: std::sync::Mutex<(Vec<(u64, i32, Forward)>, u64, bool)> =
     std::sync::Mutex::new((Vec::new(), 0, false));
 
-unsafe extern "system" fn console_handler(event: u32) -> windows_sys::Win32::Foundation::BOOL {
+unsafe extern "system" fn console_handler(event: u32) -> windows_sys::core::BOOL {
     let table = CONSOLE.lock().unwrap_or_else(|e| e.into_inner());
     let mut handled = 0;
     for (_, wanted, forward) in table.0.iter() {
@@ -197,4 +197,11 @@ pub(crate) fn add_signal<B: crate::Backend>(
 pub(crate) fn remove_signal(id: SignalId) {
     let mut table = CONSOLE.lock().unwrap_or_else(|e| e.into_inner());
     table.0.retain(|(i, _, _)| *i != id.0);
+}
+
+/// `AnySource` is a source through its box.
+impl AsSocket for crate::AnySource {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.inner().as_socket()
+    }
 }
