@@ -13,9 +13,15 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static BUILD: Mutex<()> = Mutex::new(());
+/// The examples this test process has (re)built already.
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The path of example `name`'s executable, building it if needed.
+/// The path of example `name`'s executable, (re)built if needed.
+///
+/// On Unix the example is built once per test process with the same `cargo`
+/// and profile (a no-op when it is fresh), so `cargo test --test NAME` never
+/// runs a stale binary. On Windows (the suite runs under Wine, where cargo
+/// cannot be started) the example must have been built by `cargo test`.
 pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/examples/<name>
@@ -26,11 +32,11 @@ pub fn example_path(name: &str) -> PathBuf {
     let path = profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if cfg!(unix) && !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", name])
+        cmd.args(["build", "--quiet", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
@@ -40,10 +46,11 @@ pub fn example_path(name: &str) -> PathBuf {
         }
         let status = cmd.status().expect("run cargo build --example");
         assert!(status.success(), "cargo build --example {name} failed");
+        built.push(name.to_string());
     }
     assert!(
         path.exists(),
-        "example {name} not found at {}",
+        "example {name} not found at {} (on Windows, build the examples first: a full `cargo test` does)",
         path.display()
     );
     path
