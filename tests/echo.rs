@@ -302,7 +302,9 @@ fn connections_that_fit(wanted: usize) -> usize {
             }
         }
     }
-    let fit = lim.rlim_cur.saturating_sub(SPARE) as usize;
+    // rlim_t is u64 on Linux and macOS, i64 on FreeBSD.
+    #[allow(clippy::unnecessary_cast)]
+    let fit = (lim.rlim_cur as u64).saturating_sub(SPARE) as usize;
     if fit < wanted {
         println!(
             "RLIMIT_NOFILE is {} (hard limit {}): scaling {wanted} connections down to {fit}",
