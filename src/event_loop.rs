@@ -799,7 +799,11 @@ impl<B: Backend> EventLoop<B> {
                 None => max_wait,
             }
         };
+        let queued = self.ready.len();
         self.dispatch_io(timeout)?;
+        // What the I/O callbacks just scheduled runs on the next iteration, as
+        // `call_soon` promises (and asyncio does): set it aside for now.
+        let from_io: Vec<_> = self.ready.drain(queued..).collect();
 
         // Timers due now join the scheduled callbacks; only what is in the
         // queue now runs in this iteration, so neither timers nor I/O starve.
@@ -816,7 +820,9 @@ impl<B: Backend> EventLoop<B> {
             }
         }
         self.collect_remote();
-        for _ in 0..self.ready.len() {
+        let run_now = self.ready.len();
+        self.ready.extend(from_io);
+        for _ in 0..run_now {
             let Some(item) = self.ready.pop_front() else {
                 break;
             };

@@ -167,6 +167,17 @@ impl<B: Backend> EventLoop<B> {
     }
 }
 
+impl<B: Backend> Drop for Signals<B> {
+    /// A dropped loop handles no signal any more: stop its deliveries, so
+    /// that (with no other handler left) the default action comes back, as
+    /// with [`EventLoop::remove_signal_handler`].
+    fn drop(&mut self) {
+        for (_, registration) in self.map.drain() {
+            crate::sys::remove_signal(registration.id);
+        }
+    }
+}
+
 impl<B: Backend> fmt::Debug for Signals<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.map.keys()).finish()
