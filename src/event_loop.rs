@@ -265,13 +265,13 @@ pub struct EventLoop<B: Backend = DefaultBackend> {
     sel: BaseSelector<B, LoopFd, Entry<B>>,
     next_gen: u64,
     internal_sources: usize,
-    /// Reused batch of `(slot, generation, mask)` from the last select.
-    pending: Vec<(usize, u64, Interest)>,
     current: Option<Token>,
     rebuild: Option<Rebuild<B>>,
     running: bool,
 
     ready: VecDeque<Scheduled<B>>,
+    /// Reused: what I/O callbacks schedule, held back to the next iteration.
+    from_io: VecDeque<Scheduled<B>>,
     timers: BinaryHeap<Timer<TimerCallback<B>>>,
     next_seq: u64,
     cancelled: Rc<Cell<usize>>,
@@ -310,11 +310,11 @@ impl<B: Backend> EventLoop<B> {
             sel,
             next_gen: 1,
             internal_sources: 0,
-            pending: Vec::new(),
             current: None,
             rebuild: None,
             running: false,
             ready: VecDeque::new(),
+            from_io: VecDeque::new(),
             timers: BinaryHeap::new(),
             next_seq: 0,
             cancelled: Rc::new(Cell::new(0)),
@@ -353,6 +353,48 @@ impl<B: Backend> EventLoop<B> {
         C: FnMut(&mut EventLoop<B>, &mut T, Interest) -> anyhow::Result<()> + 'static,
     {
         self.register_inner(fileobj, events, callback, false)
+    }
+
+    /// Like [`register`](EventLoop::register), for a callback that needs its
+    /// own token from the start (to keep in shared state, say): `make`
+    /// receives the token the source is about to get and returns the callback.
+    ///
+    /// # Errors
+    /// As for [`register`](EventLoop::register).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use selectloop::{EventLoop, EVENT_READ};
+    ///
+    /// let mut lp = EventLoop::new()?;
+    /// let socket = UdpSocket::bind("127.0.0.1:0")?;
+    /// let token = lp.register_with(socket, EVENT_READ, |me| {
+    ///     move |lp: &mut EventLoop, _s: &mut UdpSocket, _mask| {
+    ///         assert_eq!(lp.current_token(), Some(me));
+    ///         Ok(())
+    ///     }
+    /// })?;
+    /// assert!(lp.is_registered(token));
+    /// # Ok::<(), selectloop::Error>(())
+    /// ```
+    pub fn register_with<T, C>(
+        &mut self,
+        fileobj: T,
+        events: Interest,
+        make: impl FnOnce(Token) -> C,
+    ) -> Result<Token>
+    where
+        T: Source + 'static,
+        C: FnMut(&mut EventLoop<B>, &mut T, Interest) -> anyhow::Result<()> + 'static,
+    {
+        let expected = Token {
+            slot: self.sel.vacant_slot(),
+            gen: self.next_gen,
+        };
+        let token = self.register_inner(fileobj, events, make(expected), false)?;
+        debug_assert_eq!(token, expected, "nothing registers between the two");
+        Ok(token)
     }
 
     pub(crate) fn register_inner<T, C>(
@@ -472,8 +514,12 @@ impl<B: Backend> EventLoop<B> {
     /// - [`Error::InvalidToken`] if the source is unregistered;
     /// - [`Error::Io`] if the kernel refuses (the source keeps its old events).
     pub fn modify(&mut self, token: Token, events: Interest) -> Result<()> {
-        self.entry(token)?;
-        self.sel.modify_slot(token.slot, events)
+        match self.sel.key(token.slot) {
+            // The common case on a hot path: no change, no second lookup.
+            Some(key) if key.data.gen == token.gen && key.events == events => Ok(()),
+            Some(key) if key.data.gen == token.gen => self.sel.modify_slot(token.slot, events),
+            _ => Err(Error::InvalidToken),
+        }
     }
 
     /// The events a source is watched for.
@@ -716,12 +762,20 @@ impl<B: Backend> EventLoop<B> {
         }
     }
 
-    fn check_slow(&mut self, started: Option<Instant>, what: fmt::Arguments<'_>) {
-        if let (Some(started), Some(threshold)) = (started, self.slow_threshold) {
-            let took = started.elapsed();
-            if took >= threshold {
-                self.stats.slow_callbacks += 1;
-                log::warn!("{what} took {took:?} (threshold {threshold:?})");
+    /// Warns if the callback that began at `started` ran too long; `source`
+    /// names its source, `None` for scheduled callbacks.
+    fn check_slow(&mut self, started: Instant, source: Option<(Token, Fd)>) {
+        let Some(threshold) = self.slow_threshold else {
+            return;
+        };
+        let took = started.elapsed();
+        if took >= threshold {
+            self.stats.slow_callbacks += 1;
+            match source {
+                Some((token, fd)) => log::warn!(
+                    "callback of source {token} (fd {fd}) took {took:?} (threshold {threshold:?})"
+                ),
+                None => log::warn!("scheduled callback took {took:?} (threshold {threshold:?})"),
             }
         }
     }
@@ -803,7 +857,8 @@ impl<B: Backend> EventLoop<B> {
         self.dispatch_io(timeout)?;
         // What the I/O callbacks just scheduled runs on the next iteration, as
         // `call_soon` promises (and asyncio does): set it aside for now.
-        let from_io: Vec<_> = self.ready.drain(queued..).collect();
+        let mut from_io = mem::take(&mut self.from_io);
+        from_io.extend(self.ready.drain(queued..));
 
         // Timers due now join the scheduled callbacks; only what is in the
         // queue now runs in this iteration, so neither timers nor I/O starve.
@@ -821,7 +876,8 @@ impl<B: Backend> EventLoop<B> {
         }
         self.collect_remote();
         let run_now = self.ready.len();
-        self.ready.extend(from_io);
+        self.ready.append(&mut from_io);
+        self.from_io = from_io;
         for _ in 0..run_now {
             let Some(item) = self.ready.pop_front() else {
                 break;
@@ -895,35 +951,31 @@ impl<B: Backend> EventLoop<B> {
                 }
             }
         };
-        self.check_slow(started, format_args!("scheduled callback"));
+        if let Some(started) = started {
+            self.check_slow(started, None);
+        }
         if let Err(error) = result {
             self.report(None, None, None, error);
         }
     }
 
     fn dispatch_io(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let mut pending = mem::take(&mut self.pending);
-        pending.clear();
         self.sel.select_slots(timeout)?;
-        pending.extend(
-            self.sel
-                .ready_keys()
-                .map(|(slot, key, mask)| (slot, key.data.gen, mask)),
-        );
-
-        for &(slot, gen, mask) in &pending {
-            // The source may have been unregistered, replaced (new generation),
-            // or modified by an earlier callback of this batch.
-            let Some(key) = self.sel.key_mut(slot) else {
+        // Callbacks cannot select (`AlreadyRunning`), so the selector's ready
+        // list stays as it is while this walks it.
+        for i in 0..self.sel.ready_len() {
+            // `None` if an earlier callback of this batch unregistered the
+            // source (its slot may hold a new source by now, which must not
+            // see the old one's events).
+            let Some((slot, key, mask)) = self.sel.ready_entry_mut(i) else {
                 continue;
             };
-            if key.data.gen != gen {
-                continue;
-            }
+            // Modified by an earlier callback of this batch to drop an event?
             let Some(mask) = mask.intersection(key.events) else {
                 continue;
             };
             let fd = key.fd;
+            let gen = key.data.gen;
             let Some(mut handler) = key.data.handler.take() else {
                 continue;
             };
@@ -945,10 +997,9 @@ impl<B: Backend> EventLoop<B> {
                     panic::resume_unwind(panic);
                 }
             };
-            self.check_slow(
-                started,
-                format_args!("callback of source {token} (fd {fd})"),
-            );
+            if let Some(started) = started {
+                self.check_slow(started, Some((token, fd)));
+            }
             let peer = if result.is_err() {
                 handler.peer()
             } else {
@@ -970,7 +1021,6 @@ impl<B: Backend> EventLoop<B> {
                 self.report(Some(token), Some(fd), peer, error);
             }
         }
-        self.pending = pending;
         Ok(())
     }
 }

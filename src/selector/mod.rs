@@ -109,7 +109,6 @@ impl fmt::Debug for AnySource {
     }
 }
 
-
 /// A selector on the `polling` crate in level-triggered mode: epoll on
 /// Linux/Android, kqueue on macOS/iOS/BSD, IOCP on Windows, event ports
 /// (re-armed after each event, as level mode is missing there) on illumos.
@@ -553,13 +552,29 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         Ok(())
     }
 
-    /// The result of the last `select_slots`: `(slot, key, mask)`.
-    pub(crate) fn ready_keys(
-        &self,
-    ) -> impl Iterator<Item = (usize, &SelectorKey<F, D>, Interest)> + '_ {
-        self.ready
-            .iter()
-            .map(move |&(slot, mask)| (slot, &self.slots[slot].key, mask))
+    /// How many keys the last `select_slots` reported.
+    pub(crate) fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Entry `i` of the last `select_slots` as `(slot, key, mask)`, unless
+    /// that key has been unregistered since: then `None`, even if a new key
+    /// took its slot (a new key was not reported by that select).
+    pub(crate) fn ready_entry_mut(
+        &mut self,
+        i: usize,
+    ) -> Option<(usize, &mut SelectorKey<F, D>, Interest)> {
+        let (slot, mask) = *self.ready.get(i)?;
+        let entry = self.slots.get_mut(slot)?;
+        if entry.batch != self.batch || entry.pos as usize != i {
+            return None;
+        }
+        Some((slot, &mut entry.key, mask))
+    }
+
+    /// The slot the next registration will take.
+    pub(crate) fn vacant_slot(&self) -> usize {
+        self.slots.vacant_key()
     }
 
     /// How many objects are registered.
