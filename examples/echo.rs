@@ -18,8 +18,10 @@
 //! running out of descriptors pauses accepting instead of spinning. Ctrl-C
 //! stops every loop and exits 0.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -65,6 +67,8 @@ fn parse_args() -> anyhow::Result<Options> {
 
 /// One client: what it sent that it has not yet taken back.
 struct Conn {
+    /// The loop thread's read buffer, shared by its connections.
+    scratch: Scratch,
     unsent: Vec<u8>,
     upper: bool,
     /// The peer closed its sending side: finish sending, then close.
@@ -105,28 +109,26 @@ impl Conn {
     /// Reads one chunk into the thread's scratch buffer and sends it straight
     /// back; only what the peer does not take now is copied into `unsent`.
     fn read(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        SCRATCH.with(|scratch| {
-            let mut buf = scratch.borrow_mut();
-            let n = loop {
-                match stream.read(&mut buf[..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        return Ok(());
-                    }
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) => return Err(e),
+        let mut buf = self.scratch.borrow_mut();
+        let n = loop {
+            match stream.read(&mut buf[..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
                 }
-            };
-            let data = &mut buf[..n];
-            if self.upper {
-                data.make_ascii_uppercase();
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             }
-            let sent = write_some(stream, data)?;
-            self.unsent.extend_from_slice(&data[sent..]);
-            Ok(())
-        })
+        };
+        let data = &mut buf[..n];
+        if self.upper {
+            data.make_ascii_uppercase();
+        }
+        let sent = write_some(stream, data)?;
+        self.unsent.extend_from_slice(&data[sent..]);
+        Ok(())
     }
 
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
@@ -138,10 +140,8 @@ impl Conn {
     }
 }
 
-thread_local! {
-    /// One read buffer per loop thread, shared by its connections.
-    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; CHUNK].into_boxed_slice());
-}
+/// One read buffer per loop, shared by its connections.
+type Scratch = Rc<RefCell<Box<[u8]>>>;
 
 /// Writes as much of `data` as the socket takes now; returns how much.
 fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
@@ -172,6 +172,7 @@ fn serve_listener(
     lp: &mut EventLoop,
     listener: TcpListener,
     upper: bool,
+    scratch: Scratch,
 ) -> selectloop::Result<Token> {
     lp.register(
         listener,
@@ -184,6 +185,7 @@ fn serve_listener(
                         stream.set_nonblocking(true)?;
                         stream.set_nodelay(true)?;
                         let mut conn = Conn {
+                            scratch: scratch.clone(),
                             unsent: Vec::new(),
                             upper,
                             eof: false,
@@ -205,10 +207,11 @@ fn serve_listener(
                         // listener stays readable, so pause it rather than spin.
                         eprintln!("accept failed: {e}; pausing accepts for 100 ms");
                         let me = lp.current_token().expect("called by the loop");
+                        let scratch = scratch.clone();
                         lp.call_soon(move |lp| {
                             let listener: TcpListener = lp.take(me)?;
                             lp.call_later(Duration::from_millis(100), move |lp| {
-                                serve_listener(lp, listener, upper)?;
+                                serve_listener(lp, listener, upper, scratch)?;
                                 Ok(())
                             });
                             Ok(())
@@ -236,7 +239,8 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
         lp.stop();
         Ok(())
     })?;
-    serve_listener(lp, listener, upper)?;
+    let scratch = Rc::new(RefCell::new(vec![0; CHUNK].into_boxed_slice()));
+    serve_listener(lp, listener, upper, scratch)?;
     Ok(())
 }
 
