@@ -1,66 +1,27 @@
 //! [`EventLoop`]: register a file object with an event mask and a callback,
 //! and the loop calls `callback(loop, fileobj, mask)` whenever it is ready.
 //!
-//! A complete echo server: `accept` registers each connection with a callback
-//! that echoes what it reads, and keeps what the peer is not ready to take
-//! until the socket is writable again (reading nothing meanwhile).
-//!
 //! ```
-//! use std::io::{self, Read, Write};
-//! use std::net::{TcpListener, TcpStream};
-//! use selectloop::{EventLoop, Interest, Token, EVENT_READ, EVENT_WRITE};
-//!
-//! fn on_conn(lp: &mut EventLoop, conn: &mut TcpStream, mask: Interest, unsent: &mut Vec<u8>) -> anyhow::Result<()> {
-//!     let me: Token = lp.current_token().expect("inside a callback");
-//!     if mask.is_readable() && unsent.is_empty() {
-//!         let mut buf = [0; 4096];
-//!         match conn.read(&mut buf) {
-//!             Ok(0) => return Ok(lp.unregister(me)?), // end of stream: close
-//!             Ok(n) => unsent.extend_from_slice(&buf[..n]),
-//!             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-//!             Err(e) => return Err(e.into()), // the loop logs it and drops the connection
-//!         }
-//!     }
-//!     while !unsent.is_empty() {
-//!         match conn.write(unsent) {
-//!             Ok(n) => { unsent.drain(..n); }
-//!             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-//!             Err(e) => return Err(e.into()),
-//!         }
-//!     }
-//!     // Backpressure: wait for writability while data is pending, else read.
-//!     lp.modify(me, if unsent.is_empty() { EVENT_READ } else { EVENT_WRITE })?;
-//!     Ok(())
-//! }
+//! use std::time::Duration;
+//! use selectloop::EventLoop;
 //!
 //! let mut lp = EventLoop::new()?;
-//! let listener = TcpListener::bind("127.0.0.1:0")?;
-//! listener.set_nonblocking(true)?;
-//! let addr = listener.local_addr()?;
-//! lp.register(listener, EVENT_READ, |lp, listener: &mut TcpListener, _mask| {
-//!     let (conn, _peer) = listener.accept()?;
-//!     conn.set_nonblocking(true)?;
-//!     let mut unsent = Vec::new();
-//!     lp.register(conn, EVENT_READ, move |lp, conn: &mut TcpStream, mask| {
-//!         on_conn(lp, conn, mask, &mut unsent)
-//!     })?;
+//! let ticks = std::rc::Rc::new(std::cell::Cell::new(0));
+//! let seen = ticks.clone();
+//! let every = lp.call_every(Duration::from_millis(1), move |_lp| {
+//!     seen.set(seen.get() + 1);
 //!     Ok(())
-//! })?;
-//!
-//! // A client on another thread; stop the loop when it got its echo back.
-//! let handle = lp.handle();
-//! let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
-//!     let mut c = TcpStream::connect(addr)?;
-//!     c.write_all(b"hello, loop")?;
-//!     let mut echoed = vec![0; 11];
-//!     c.read_exact(&mut echoed)?;
-//!     handle.stop();
-//!     Ok(echoed)
 //! });
-//! lp.run()?;
-//! assert_eq!(client.join().unwrap()?, b"hello, loop");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! lp.call_later(Duration::from_millis(20), move |_lp| {
+//!     every.cancel();
+//!     Ok(())
+//! });
+//! lp.run()?; // returns once no sources or timers are left
+//! assert!(ticks.get() >= 1);
+//! # Ok::<(), selectloop::Error>(())
 //! ```
+//!
+//! [`EventLoop`]'s own documentation opens with a complete echo server.
 //!
 //! # Re-entrancy
 //! A callback gets `&mut EventLoop` and may do anything with it: register,
@@ -257,10 +218,73 @@ pub struct LoopStats {
 
 /// A callback event loop over a selector.
 ///
-/// See the [module documentation](crate::event_loop) for a complete example
-/// and the guarantees. `B` is the selector backend; the default is
+/// A complete echo server: `accept` registers each connection with a callback
+/// that echoes what it reads, and keeps what the peer is not ready to take
+/// until the socket is writable again (reading nothing meanwhile).
+///
+/// ```
+/// use std::io::{self, Read, Write};
+/// use std::net::{TcpListener, TcpStream};
+/// use selectloop::{EventLoop, Interest, Token, EVENT_READ, EVENT_WRITE};
+///
+/// fn on_conn(lp: &mut EventLoop, conn: &mut TcpStream, mask: Interest, unsent: &mut Vec<u8>) -> anyhow::Result<()> {
+///     let me: Token = lp.current_token().expect("inside a callback");
+///     if mask.is_readable() && unsent.is_empty() {
+///         let mut buf = [0; 4096];
+///         match conn.read(&mut buf) {
+///             Ok(0) => return Ok(lp.unregister(me)?), // end of stream: close
+///             Ok(n) => unsent.extend_from_slice(&buf[..n]),
+///             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+///             Err(e) => return Err(e.into()), // the loop logs it and drops the connection
+///         }
+///     }
+///     while !unsent.is_empty() {
+///         match conn.write(unsent) {
+///             Ok(n) => { unsent.drain(..n); }
+///             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+///             Err(e) => return Err(e.into()),
+///         }
+///     }
+///     // Backpressure: wait for writability while data is pending, else read.
+///     lp.modify(me, if unsent.is_empty() { EVENT_READ } else { EVENT_WRITE })?;
+///     Ok(())
+/// }
+///
+/// let mut lp = EventLoop::new()?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// listener.set_nonblocking(true)?;
+/// let addr = listener.local_addr()?;
+/// lp.register(listener, EVENT_READ, |lp, listener: &mut TcpListener, _mask| {
+///     let (conn, _peer) = listener.accept()?;
+///     conn.set_nonblocking(true)?;
+///     let mut unsent = Vec::new();
+///     lp.register(conn, EVENT_READ, move |lp, conn: &mut TcpStream, mask| {
+///         on_conn(lp, conn, mask, &mut unsent)
+///     })?;
+///     Ok(())
+/// })?;
+///
+/// // A client on another thread; stop the loop when it got its echo back.
+/// let handle = lp.handle();
+/// let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+///     let mut c = TcpStream::connect(addr)?;
+///     c.write_all(b"hello, loop")?;
+///     let mut echoed = vec![0; 11];
+///     c.read_exact(&mut echoed)?;
+///     handle.stop();
+///     Ok(echoed)
+/// });
+/// lp.run()?;
+/// assert_eq!(client.join().unwrap()?, b"hello, loop");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+///
+/// `B` is the selector backend; the default is
 /// [`DefaultSelector`](crate::DefaultSelector)'s, and
-/// [`EventLoop::with_backend`] takes any other.
+/// [`EventLoop::with_backend`] takes any other. The [module
+/// documentation](crate::event_loop) lists what callbacks may do and the
+/// guarantees that hold while they do it.
 pub struct EventLoop<B: Backend = DefaultBackend> {
     sel: BaseSelector<B, LoopFd, Entry<B>>,
     next_gen: u64,
