@@ -344,6 +344,19 @@ fn test_get_key<B: Backend>() {
     assert_not_registered(s.get_key(UNKNOWN_FD), UNKNOWN_FD);
 }
 
+/// `data_mut` changes a key's data in place, without `modify`; unknown fds are
+/// refused. (No CPython equivalent: Python mutates its data objects.)
+fn extra_data_mut<B: Backend>() {
+    let (rd, _wr) = pair();
+    let fd = fd_of(&rd);
+    let mut s: Sel<B, Vec<u8>> = new_selector();
+    s.register(&rd, EVENT_READ, Vec::new()).unwrap();
+    s.data_mut(fd).unwrap().extend_from_slice(b"unsent");
+    assert_eq!(s.get_key(fd).unwrap().data, b"unsent");
+    assert_eq!(s.get_key(fd).unwrap().events, EVENT_READ);
+    assert_not_registered(s.data_mut(UNKNOWN_FD).map(|_| ()), UNKNOWN_FD);
+}
+
 fn test_get_map<B: Backend>() {
     let (rd, _wr) = pair();
     let fd = fd_of(&rd);
@@ -888,6 +901,7 @@ backends! {
         extra_waker_wakes_blocked_select,
         extra_wakes_coalesce,
         extra_closed_selector_is_closed_everywhere,
+        extra_data_mut,
     ];
     mod polling = selectloop::selector::PollingBackend {
         #[cfg(any(target_os = "linux", target_os = "android"))] test_register_file

@@ -306,6 +306,29 @@ pub trait Selector {
     /// - [`Error::Closed`] after [`close`](Selector::close).
     fn get_key(&self, fd: Fd) -> Result<&SelectorKey<Self::FileObj, Self::Data>>;
 
+    /// The data of the registration for `fd`, mutably: per-connection state
+    /// kept in `data` can change without a [`modify`](Selector::modify)
+    /// (Python gets this from mutable data objects).
+    ///
+    /// # Errors
+    /// - [`Error::NotRegistered`] if `fd` is not registered;
+    /// - [`Error::Closed`] after [`close`](Selector::close).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use selectloop::{DefaultSelector, Selector, Source, EVENT_READ};
+    ///
+    /// let mut sel: DefaultSelector<UdpSocket, Vec<u8>> = DefaultSelector::new()?;
+    /// let socket = UdpSocket::bind("127.0.0.1:0")?;
+    /// let fd = socket.fileno();
+    /// sel.register(socket, EVENT_READ, Vec::new())?;
+    /// sel.data_mut(fd)?.extend_from_slice(b"pending");
+    /// assert_eq!(sel.get_key(fd)?.data, b"pending");
+    /// # Ok::<(), selectloop::Error>(())
+    /// ```
+    fn data_mut(&mut self, fd: Fd) -> Result<&mut Self::Data>;
+
     /// A read-only view of every registration, keyed by descriptor.
     ///
     /// # Errors
@@ -621,6 +644,11 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
     fn get_key(&self, fd: Fd) -> Result<&SelectorKey<F, D>> {
         let slot = self.slot_of(fd)?;
         Ok(&self.slots[slot].key)
+    }
+
+    fn data_mut(&mut self, fd: Fd) -> Result<&mut D> {
+        let slot = self.slot_of(fd)?;
+        Ok(&mut self.slots[slot].key.data)
     }
 
     fn get_map(&self) -> Result<SelectorMap<'_, F, D>> {
