@@ -22,10 +22,10 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
 
 use anyhow::Context;
-use selectloop::{EventLoop, Interest, LoopGroup, Signal, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::net::{self, ListenerBuilder};
+use selectloop::{EventLoop, Interest, LoopGroup, Signal, EVENT_READ, EVENT_WRITE};
 
 /// Bytes read per `read` call, and so the most a connection ever buffers.
 const CHUNK: usize = 64 * 1024;
@@ -168,61 +168,26 @@ fn is_reset(e: &anyhow::Error) -> bool {
     })
 }
 
-fn serve_listener(
+/// What `net::serve` calls for each accepted connection (non-blocking,
+/// Nagle off): watch it for reading, with its own `Conn`.
+fn on_accept(
     lp: &mut EventLoop,
-    listener: TcpListener,
+    stream: TcpStream,
     upper: bool,
-    scratch: Scratch,
-) -> selectloop::Result<Token> {
+    scratch: &Scratch,
+) -> anyhow::Result<()> {
+    let mut conn = Conn {
+        scratch: scratch.clone(),
+        unsent: Vec::new(),
+        upper,
+        eof: false,
+    };
     lp.register(
-        listener,
+        stream,
         EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            // Accept what is queued, a bounded batch per wake-up.
-            for _ in 0..128 {
-                match listener.accept() {
-                    Ok((stream, _peer)) => {
-                        stream.set_nonblocking(true)?;
-                        stream.set_nodelay(true)?;
-                        let mut conn = Conn {
-                            scratch: scratch.clone(),
-                            unsent: Vec::new(),
-                            upper,
-                            eof: false,
-                        };
-                        lp.register(
-                            stream,
-                            EVENT_READ,
-                            move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
-                        )?;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        // Out of descriptors (EMFILE/ENFILE) or the like: the
-                        // listener stays readable, so pause it rather than spin.
-                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
-                        let me = lp.current_token().expect("called by the loop");
-                        let scratch = scratch.clone();
-                        lp.call_soon(move |lp| {
-                            let listener: TcpListener = lp.take(me)?;
-                            lp.call_later(Duration::from_millis(100), move |lp| {
-                                serve_listener(lp, listener, upper, scratch)?;
-                                Ok(())
-                            });
-                            Ok(())
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
+        move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
+    )?;
+    Ok(())
 }
 
 fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Result<()> {
@@ -239,38 +204,22 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
         lp.stop();
         Ok(())
     })?;
-    let scratch = Rc::new(RefCell::new(vec![0; CHUNK].into_boxed_slice()));
-    serve_listener(lp, listener, upper, scratch)?;
+    let scratch: Scratch = Rc::new(RefCell::new(vec![0; CHUNK].into_boxed_slice()));
+    // Accepts in batches; out of descriptors, it pauses the listener a while
+    // instead of spinning on it.
+    net::serve(lp, listener, move |lp, stream, _peer| {
+        on_accept(lp, stream, upper, &scratch)
+    })?;
     Ok(())
-}
-
-/// Binds and listens with the seeds' generous backlog: `TcpListener::bind`
-/// uses 128, and a burst of more simultaneous connects than that overflows
-/// the accept queue, whose dropped SYNs are retried only a second later.
-fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    use std::net::ToSocketAddrs;
-    let addr = addr
-        .to_socket_addrs()?
-        .next()
-        .context("the address resolves to nothing")?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    // As std does on Unix (a restarted server can rebind at once); on
-    // Windows SO_REUSEADDR would let another process steal the port.
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
 }
 
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
-    let listener = bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
-    listener.set_nonblocking(true)?;
+    // Backlog 1024 (std's 128 drops SYNs under a burst of connects), SO_REUSEADDR
+    // on Unix only, non-blocking.
+    let listener = ListenerBuilder::new(&options.addr)
+        .build()
+        .with_context(|| format!("binding {}", options.addr))?;
     let addr = listener.local_addr()?;
 
     // `listening on` goes out only once every loop has its Ctrl-C handler:

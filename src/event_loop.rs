@@ -546,6 +546,42 @@ impl<B: Backend> EventLoop<B> {
         }
     }
 
+    /// Stops watching a source without unregistering it (asyncio's
+    /// `pause_reading`, for every event): it gets no callbacks until
+    /// [`resume`](EventLoop::resume), keeps its token, object and callback,
+    /// and still counts as a source for [`run`](EventLoop::run). Useful for a
+    /// listener out of descriptors, or a peer that must wait. Pausing a
+    /// paused source does nothing.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidToken`] if the source is unregistered;
+    /// - [`Error::Io`] if the kernel refuses (the source stays watched).
+    pub fn pause(&mut self, token: Token) -> Result<()> {
+        self.entry(token)?;
+        self.sel.pause_slot(token.slot)
+    }
+
+    /// Watches a paused source again, for its current events (a
+    /// [`modify`](EventLoop::modify) while paused takes effect here).
+    /// Resuming a source that is not paused does nothing.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidToken`] if the source is unregistered;
+    /// - [`Error::Io`] if the kernel refuses (the source stays paused).
+    pub fn resume(&mut self, token: Token) -> Result<()> {
+        self.entry(token)?;
+        self.sel.resume_slot(token.slot)
+    }
+
+    /// True if the source is [paused](EventLoop::pause).
+    ///
+    /// # Errors
+    /// - [`Error::InvalidToken`] if the source is unregistered.
+    pub fn is_paused(&self, token: Token) -> Result<bool> {
+        self.entry(token)?;
+        Ok(self.sel.is_paused(token.slot))
+    }
+
     /// The events a source is watched for.
     ///
     /// # Errors
@@ -754,6 +790,12 @@ impl<B: Backend> EventLoop<B> {
     /// The loop's counters.
     pub fn stats(&self) -> LoopStats {
         self.stats
+    }
+
+    /// Reports an error that belongs to no source (an accepted connection's
+    /// setup in [`net::serve`](crate::net::serve), say) to the error handler.
+    pub(crate) fn report_detached(&mut self, error: anyhow::Error) {
+        self.report(None, None, None, error);
     }
 
     fn report(

@@ -5,7 +5,7 @@
 //! use std::io::{Read, Write};
 //! use std::time::Duration;
 //! use selectloop::net::{accept_nonblocking, connect_nonblocking, finish_connect, ListenerBuilder};
-//! use selectloop::{DefaultSelector, Selector, Source, EVENT_READ, EVENT_WRITE};
+//! use selectloop::{AnySource, DefaultSelector, Selector, EVENT_READ, EVENT_WRITE};
 //!
 //! // Non-blocking, backlog 1024, SO_REUSEADDR on Unix.
 //! let listener = ListenerBuilder::new("127.0.0.1:0").build()?;
@@ -13,9 +13,10 @@
 //! let client = connect_nonblocking(listener.local_addr()?)?;
 //!
 //! let mut server = None;
-//! let mut sel: DefaultSelector<&dyn Source, &str> = DefaultSelector::new()?;
-//! sel.register(&listener, EVENT_READ, "accept")?;
-//! sel.register(&client, EVENT_WRITE, "connected")?;
+//! // Two kinds of object in one selector: each registered as a boxed clone.
+//! let mut sel: DefaultSelector<AnySource, &str> = DefaultSelector::new()?;
+//! sel.register(AnySource::new(listener.try_clone()?), EVENT_READ, "accept")?;
+//! sel.register(AnySource::new(client.try_clone()?), EVENT_WRITE, "connected")?;
 //! while !sel.get_map()?.is_empty() {
 //!     let ready: Vec<_> = sel.select(Some(Duration::from_secs(5)))?.map(|(k, _)| (k.fd, k.data)).collect();
 //!     assert!(!ready.is_empty(), "timed out");
@@ -31,7 +32,7 @@
 //! assert_eq!(server.peer_addr()?, client.local_addr()?);
 //!
 //! (&client).write_all(b"hi")?;
-//! sel.register(server, EVENT_READ, "read")?;
+//! sel.register(AnySource::new(server.try_clone()?), EVENT_READ, "read")?;
 //! assert_eq!(sel.select(Some(Duration::from_secs(5)))?.len(), 1);
 //! let mut buf = [0; 2];
 //! server.read_exact(&mut buf)?;
@@ -44,6 +45,9 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::{Backend, EventLoop, Token, EVENT_READ};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -287,6 +291,113 @@ pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<(TcpStream, Sock
     stream.set_nonblocking(true)?;
     stream.set_nodelay(true)?;
     Ok((stream, peer))
+}
+
+/// How long [`serve`] stops accepting after an error it cannot skip.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `listener` on `lp`: accepts each connection (non-blocking, Nagle
+/// off) and hands it to `on_accept(loop, stream, peer)`. The loop's version of
+/// Python's `asyncio.start_server`, and the accept loop every server here
+/// would otherwise repeat.
+///
+/// - Accepts up to 64 connections per wake-up, so one busy listener cannot
+///   starve the loop's other sources.
+/// - A connection that gave up while queued (`ECONNABORTED`) and `EINTR` are
+///   skipped.
+/// - Any other accept error (out of descriptors, `EMFILE`/`ENFILE`, or out of
+///   memory) would leave the listener readable and the loop spinning: it is
+///   logged (`log::warn!`) and the listener [paused](EventLoop::pause) for
+///   [`ACCEPT_PAUSE`], after which accepting resumes.
+/// - An error returned by `on_accept` goes to the loop's
+///   [error handler](EventLoop::set_error_handler) without a token: it
+///   concerns that connection, and the listener keeps serving.
+///
+/// Returns the listener's token: unregister it (or [`take`](EventLoop::take)
+/// it back) to stop serving.
+///
+/// # Errors
+/// - [`Error::Io`](crate::Error::Io) if the listener cannot be made
+///   non-blocking or registered.
+///
+/// # Examples
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::TcpStream;
+/// use selectloop::net::{serve, ListenerBuilder};
+/// use selectloop::{EventLoop, EVENT_READ};
+///
+/// let mut lp = EventLoop::new()?;
+/// let listener = ListenerBuilder::new("127.0.0.1:0").build()?;
+/// let addr = listener.local_addr()?;
+/// let server = serve(&mut lp, listener, |lp, stream, _peer| {
+///     lp.register(stream, EVENT_READ, |lp, stream: &mut TcpStream, _mask| {
+///         let mut buf = [0; 64];
+///         let n = stream.read(&mut buf)?;
+///         stream.write_all(&buf[..n])?;
+///         lp.stop();
+///         Ok(())
+///     })?;
+///     Ok(())
+/// })?;
+///
+/// let mut client = TcpStream::connect(addr)?;
+/// client.write_all(b"ping")?;
+/// lp.run()?;
+/// let mut echoed = [0; 4];
+/// client.read_exact(&mut echoed)?;
+/// assert_eq!(&echoed, b"ping");
+/// lp.unregister(server)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn serve<B, C>(
+    lp: &mut EventLoop<B>,
+    listener: TcpListener,
+    mut on_accept: C,
+) -> crate::Result<Token>
+where
+    B: Backend,
+    C: FnMut(&mut EventLoop<B>, TcpStream, SocketAddr) -> anyhow::Result<()> + 'static,
+{
+    listener.set_nonblocking(true)?;
+    lp.register(
+        listener,
+        EVENT_READ,
+        move |lp, listener: &mut TcpListener, _mask| {
+            for _ in 0..64 {
+                match accept_nonblocking(listener) {
+                    Ok((stream, peer)) => {
+                        if let Err(error) = on_accept(lp, stream, peer) {
+                            lp.report_detached(error);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        let me = lp.current_token().expect("called by the loop");
+                        log::warn!(
+                            "accept on {} failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}",
+                            listener
+                                .local_addr()
+                                .map_or_else(|_| "?".to_string(), |a| a.to_string())
+                        );
+                        lp.pause(me)?;
+                        lp.call_later(ACCEPT_PAUSE, move |lp| match lp.resume(me) {
+                            // Unregistered meanwhile: nothing to resume.
+                            Ok(()) | Err(crate::Error::InvalidToken) => Ok(()),
+                            Err(e) => Err(e.into()),
+                        });
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Starts connecting to `addr` without waiting: returns a non-blocking

@@ -1015,3 +1015,74 @@ fn stats_count_iterations_events_timers_and_errors() {
     );
     assert!(s.iterations >= 4);
 }
+
+// ----- pause and resume -------------------------------------------------------
+
+// Catches: a paused source still watched (callbacks while paused), resume not
+// re-adding it (or for stale events), or a pause that does not keep the source.
+#[test]
+fn paused_source_gets_no_callbacks_until_resumed_with_its_current_events() {
+    let mut lp = EventLoop::new().unwrap();
+    let (mut client, server) = loop_pair();
+    let calls: Log = Rc::default();
+    let log = calls.clone();
+    let token = lp
+        .register(server, EVENT_READ, move |lp, _s: &mut TcpStream, mask| {
+            log.borrow_mut().push((lp.current_token().unwrap(), mask));
+            Ok(())
+        })
+        .unwrap();
+    lp.pause(token).unwrap();
+    lp.pause(token).unwrap(); // twice: no-op
+    assert!(lp.is_paused(token).unwrap());
+    client.write_all(b"x").unwrap();
+    // Readable, but paused: nothing for a few iterations.
+    for _ in 0..3 {
+        lp.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert!(calls.borrow().is_empty(), "no callback while paused");
+    assert_eq!(lp.source_count(), 1, "a paused source is still registered");
+    // A modify while paused takes effect on resume.
+    lp.modify(token, EVENT_READ | EVENT_WRITE).unwrap();
+    assert!(calls.borrow().is_empty());
+    lp.resume(token).unwrap();
+    lp.resume(token).unwrap(); // twice: no-op
+    assert!(!lp.is_paused(token).unwrap());
+    run_until(&mut lp, |_| !calls.borrow().is_empty());
+    assert_eq!(calls.borrow()[0], (token, EVENT_READ | EVENT_WRITE));
+    // Unregistering a paused source works too.
+    lp.pause(token).unwrap();
+    lp.unregister(token).unwrap();
+    assert!(matches!(lp.pause(token), Err(Error::InvalidToken)));
+    assert!(matches!(lp.is_paused(token), Err(Error::InvalidToken)));
+}
+
+// Catches: pause from an earlier callback of the batch not suppressing the
+// paused source's callback from that same batch.
+#[test]
+fn source_paused_earlier_in_the_batch_gets_no_callback_from_it() {
+    let mut lp = EventLoop::new().unwrap();
+    let ((_ca, sa), (_cb, sb)) = two_ready_pairs();
+    let calls = Rc::new(Cell::new(0));
+    let tokens: Rc<RefCell<Vec<Token>>> = Rc::default();
+    for server in [sa, sb] {
+        let (calls, all) = (calls.clone(), tokens.clone());
+        let token = lp
+            .register(server, EVENT_READ, move |lp, _s: &mut TcpStream, _mask| {
+                calls.set(calls.get() + 1);
+                let me = lp.current_token().unwrap();
+                for &other in all.borrow().iter().filter(|&&t| t != me) {
+                    lp.pause(other)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        tokens.borrow_mut().push(token);
+    }
+    lp.run_once(Some(PATIENCE)).unwrap();
+    assert_eq!(
+        calls.get(),
+        1,
+        "the source paused by the first callback must not run"
+    );
+}

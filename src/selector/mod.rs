@@ -409,6 +409,8 @@ struct Slot<F, D> {
     /// The `select` call that last reported this slot, and where in `ready`.
     batch: u64,
     pos: u32,
+    /// Taken out of the backend for now (the event loop's `pause`).
+    paused: bool,
 }
 
 /// A selector over backend `B`, owning objects of type `F` registered with data `D`.
@@ -480,6 +482,7 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
             },
             batch: 0,
             pos: 0,
+            paused: false,
         });
         self.fds.insert(fd, token);
         Ok(token)
@@ -487,9 +490,9 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
 
     /// Unregisters the registration in `slot`.
     pub(crate) fn unregister_slot(&mut self, slot: usize) -> SelectorKey<F, D> {
-        let Slot { key, .. } = self.slots.remove(slot);
+        let Slot { key, paused, .. } = self.slots.remove(slot);
         self.fds.remove(&key.fd);
-        if let Some(backend) = self.backend.as_mut() {
+        if let Some(backend) = self.backend.as_mut().filter(|_| !paused) {
             // The object is still open (we own it), so the kernel cannot refuse
             // for a stale descriptor; like Python, a failure here is not the
             // caller's problem: the registration is gone either way.
@@ -501,12 +504,45 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     /// Changes the events of the registration in `slot`, if they differ.
     pub(crate) fn modify_slot(&mut self, slot: usize, events: Interest) -> Result<()> {
         let backend = self.backend.as_mut().ok_or(Error::Closed)?;
-        let key = &mut self.slots[slot].key;
+        let entry = &mut self.slots[slot];
+        let key = &mut entry.key;
         if key.events != events {
-            backend.modify(&key.fileobj, key.fd, slot, events)?;
+            if !entry.paused {
+                backend.modify(&key.fileobj, key.fd, slot, events)?;
+            }
             key.events = events;
         }
         Ok(())
+    }
+
+    /// Stops watching the registration in `slot` without unregistering it:
+    /// the backend forgets it until `resume_slot`.
+    pub(crate) fn pause_slot(&mut self, slot: usize) -> Result<()> {
+        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
+        let entry = &mut self.slots[slot];
+        if !entry.paused {
+            backend.delete(&entry.key.fileobj, entry.key.fd, slot)?;
+            entry.paused = true;
+        }
+        Ok(())
+    }
+
+    /// Watches a paused registration again, for its current events.
+    pub(crate) fn resume_slot(&mut self, slot: usize) -> Result<()> {
+        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
+        let entry = &mut self.slots[slot];
+        if entry.paused {
+            let key = &entry.key;
+            // SAFETY: as in `register_slot`: the selector still owns the object.
+            unsafe { backend.add(&key.fileobj, key.fd, slot, key.events)? };
+            entry.paused = false;
+        }
+        Ok(())
+    }
+
+    /// True if the registration in `slot` is paused.
+    pub(crate) fn is_paused(&self, slot: usize) -> bool {
+        self.slots.get(slot).is_some_and(|s| s.paused)
     }
 
     /// The key in `slot`, mutably (the event loop swaps callbacks in and out).
@@ -582,14 +618,15 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
 
     /// Entry `i` of the last `select_slots` as `(slot, key, mask)`, unless
     /// that key has been unregistered since: then `None`, even if a new key
-    /// took its slot (a new key was not reported by that select).
+    /// took its slot (a new key was not reported by that select); `None`
+    /// too if it has been paused since.
     pub(crate) fn ready_entry_mut(
         &mut self,
         i: usize,
     ) -> Option<(usize, &mut SelectorKey<F, D>, Interest)> {
         let (slot, mask) = *self.ready.get(i)?;
         let entry = self.slots.get_mut(slot)?;
-        if entry.batch != self.batch || entry.pos as usize != i {
+        if entry.batch != self.batch || entry.pos as usize != i || entry.paused {
             return None;
         }
         Some((slot, &mut entry.key, mask))
@@ -663,7 +700,7 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
 
     fn close(&mut self) -> Result<()> {
         if let Some(mut backend) = self.backend.take() {
-            for (token, slot) in self.slots.iter() {
+            for (token, slot) in self.slots.iter().filter(|(_, s)| !s.paused) {
                 let _ = backend.delete(&slot.key.fileobj, slot.key.fd, token);
             }
             drop(backend);
