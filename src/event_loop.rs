@@ -177,7 +177,9 @@ impl<B: Backend> Remote<B> {
 /// A callback's failure, as the [error handler](EventLoop::set_error_handler) gets it.
 #[derive(Debug)]
 pub struct CallbackError {
-    /// The source whose callback failed; `None` for timers and other scheduled callbacks.
+    /// The source whose callback failed; `None` for timers, scheduled
+    /// callbacks and errors [`net::serve`](crate::net::serve) reports for a
+    /// connection it accepted.
     pub token: Option<Token>,
     /// The source's descriptor.
     pub fd: Option<Fd>,
@@ -194,7 +196,7 @@ impl fmt::Display for CallbackError {
                 write!(f, "callback of source {token} (fd {fd}, peer {peer})")?
             }
             (Some(token), Some(fd), None) => write!(f, "callback of source {token} (fd {fd})")?,
-            _ => f.write_str("scheduled callback")?,
+            _ => f.write_str("callback")?,
         }
         write!(f, " failed: {:#}", self.error)
     }
