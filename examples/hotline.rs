@@ -43,12 +43,13 @@
 //! zombies.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use selectloop::net::{self, ListenerBuilder};
 use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
 
 const WELCOME: &[u8] = b"welcome to 10086, enter 1xxx, 0 for an operator\n";
@@ -229,52 +230,7 @@ fn serve_blocking(mut stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-// ----- the loop: accepting (every model) and serving (loop model) ----------
-
-/// What a model does with an accepted connection.
-type Handoff = Rc<dyn Fn(&mut EventLoop, TcpStream)>;
-
-fn serve_listener(
-    lp: &mut EventLoop,
-    listener: TcpListener,
-    handoff: Handoff,
-) -> selectloop::Result<Token> {
-    lp.register(
-        listener,
-        EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            // Accept what is queued, a bounded batch per wake-up.
-            for _ in 0..64 {
-                match listener.accept() {
-                    Ok((stream, _peer)) => handoff(lp, stream),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        // Out of descriptors or the like: the listener stays
-                        // readable, so pause it rather than spin.
-                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
-                        let me = lp.current_token().expect("called by the loop");
-                        let handoff = Rc::clone(&handoff);
-                        lp.call_soon(move |lp| {
-                            let listener: TcpListener = lp.take(me)?;
-                            lp.call_later(Duration::from_millis(100), move |lp| {
-                                serve_listener(lp, listener, handoff)?;
-                                Ok(())
-                            });
-                            Ok(())
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
-}
+// ----- the loop model (every model accepts with `net::serve`) --------------
 
 /// The loop model's connection: its session and the replies not yet sent.
 struct LoopConn {
@@ -349,32 +305,23 @@ impl LoopConn {
     }
 }
 
-fn loop_handoff() -> Handoff {
-    Rc::new(|lp: &mut EventLoop, mut stream: TcpStream| {
-        let mut conn = LoopConn {
-            session: Session::default(),
-            out: WELCOME.to_vec(),
-        };
-        let registered = stream
-            .set_nonblocking(true)
-            .and_then(|()| conn.flush(&mut stream))
-            .map_err(anyhow::Error::from)
-            .and_then(|()| {
-                let events = if conn.out.is_empty() {
-                    EVENT_READ
-                } else {
-                    EVENT_WRITE
-                };
-                Ok(
-                    lp.register(stream, events, move |lp, stream: &mut TcpStream, mask| {
-                        conn.on_ready(lp, stream, mask)
-                    })?,
-                )
-            });
-        if let Err(e) = registered {
-            report(&e);
-        }
-    })
+/// The loop model's handoff: the connection joins the loop, welcomed at once.
+/// An error goes to the loop's error handler, which reports the client dropped.
+fn loop_accept(lp: &mut EventLoop, mut stream: TcpStream) -> anyhow::Result<()> {
+    let mut conn = LoopConn {
+        session: Session::default(),
+        out: WELCOME.to_vec(),
+    };
+    conn.flush(&mut stream)?;
+    let events = if conn.out.is_empty() {
+        EVENT_READ
+    } else {
+        EVENT_WRITE
+    };
+    lp.register(stream, events, move |lp, stream: &mut TcpStream, mask| {
+        conn.on_ready(lp, stream, mask)
+    })?;
+    Ok(())
 }
 
 fn report(e: &anyhow::Error) {
@@ -472,21 +419,20 @@ mod threads {
     }
 }
 
-fn threads_handoff(threads: Rc<threads::Threads>) -> Handoff {
-    Rc::new(move |_lp: &mut EventLoop, stream: TcpStream| {
-        let registry = Arc::clone(&threads.registry);
-        let spawned = std::thread::Builder::new()
-            .name("hotline-client".into())
-            .spawn(move || threads::serve_recorded(&registry, stream, serve_blocking));
-        match spawned {
-            Ok(handle) => {
-                let mut handles = threads.handles.borrow_mut();
-                handles.retain(|h| !h.is_finished());
-                handles.push(handle);
-            }
-            Err(e) => eprintln!("client dropped: no thread for it: {e}"),
+/// The threads model's handoff: a thread for the connection.
+fn threads_accept(threads: &threads::Threads, stream: TcpStream) {
+    let registry = Arc::clone(&threads.registry);
+    let spawned = std::thread::Builder::new()
+        .name("hotline-client".into())
+        .spawn(move || threads::serve_recorded(&registry, stream, serve_blocking));
+    match spawned {
+        Ok(handle) => {
+            let mut handles = threads.handles.borrow_mut();
+            handles.retain(|h| !h.is_finished());
+            handles.push(handle);
         }
-    })
+        Err(e) => eprintln!("client dropped: no thread for it: {e}"),
+    }
 }
 
 // ----- fork model ------------------------------------------------------------
@@ -637,9 +583,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    let listener =
-        TcpListener::bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
-    listener.set_nonblocking(true)?;
+    // Backlog 1024 (std's 128 drops SYNs under a burst of connects),
+    // SO_REUSEADDR on Unix only, non-blocking.
+    let listener = ListenerBuilder::new(&options.addr)
+        .build()
+        .with_context(|| format!("binding {}", options.addr))?;
     let mut lp = EventLoop::new()?;
     // A reset client is routine: drop it without a log line.
     lp.set_error_handler(|lp, failure| {
@@ -659,12 +607,18 @@ fn main() -> anyhow::Result<()> {
 
     match options.model {
         Model::Loop => {
-            serve_listener(&mut lp, listener, loop_handoff())?;
+            net::serve(&mut lp, listener, |lp, stream, _peer| {
+                loop_accept(lp, stream)
+            })?;
             lp.run()?;
         }
         Model::Threads => {
             let threads = Rc::new(threads::Threads::default());
-            serve_listener(&mut lp, listener, threads_handoff(Rc::clone(&threads)))?;
+            let handoff = Rc::clone(&threads);
+            net::serve(&mut lp, listener, move |_lp, stream, _peer| {
+                threads_accept(&handoff, stream);
+                Ok(())
+            })?;
             lp.run()?;
             drop(lp); // closes the listener
             threads.shutdown();
@@ -681,12 +635,12 @@ fn main() -> anyhow::Result<()> {
                 })?;
                 let listener_fd = listener.as_raw_fd();
                 let forks = Rc::clone(&children);
-                let handoff: Handoff = Rc::new(move |_lp: &mut EventLoop, stream: TcpStream| {
+                net::serve(&mut lp, listener, move |_lp, stream, _peer| {
                     if let Err(e) = forks.spawn(stream, listener_fd) {
                         eprintln!("client dropped: fork failed: {e}");
                     }
-                });
-                serve_listener(&mut lp, listener, handoff)?;
+                    Ok(())
+                })?;
                 lp.run()?;
                 drop(lp);
                 children.shutdown();
