@@ -52,12 +52,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
-use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::net::{self, ListenerBuilder};
+use selectloop::{EventLoop, Interest, Signal, EVENT_READ, EVENT_WRITE};
 
 /// Bytes read per `read` call.
 const CHUNK: usize = 16 * 1024;
@@ -177,29 +176,6 @@ fn prepare(stream: &TcpStream, nonblocking: bool) -> io::Result<()> {
     }
 }
 
-/// Binds and listens with a backlog of 1024 (seed 5 asks for 1000; std's
-/// `TcpListener::bind` uses 128, and a burst of connects beyond the accept
-/// queue sees its SYNs dropped and retried only a second later).
-fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    use std::net::ToSocketAddrs;
-    let addr = addr
-        .to_socket_addrs()?
-        .next()
-        .context("the address resolves to nothing")?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    // As std does on Unix (a restarted server can rebind at once); on
-    // Windows SO_REUSEADDR would let another process steal the port.
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
 /// Prints the first line, `listening on ADDR`, once Ctrl-C is handled.
 fn announce(listener: &TcpListener) -> io::Result<()> {
     let mut out = io::stdout();
@@ -223,48 +199,6 @@ fn new_loop() -> anyhow::Result<EventLoop> {
     Ok(lp)
 }
 
-/// What a loop-accepting model does with an accepted connection.
-type Handoff = Rc<dyn Fn(&mut EventLoop, TcpStream)>;
-
-/// Accepts on the loop and hands each connection over.
-fn serve_listener(
-    lp: &mut EventLoop,
-    listener: TcpListener,
-    handoff: Handoff,
-) -> selectloop::Result<Token> {
-    lp.register(
-        listener,
-        EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            // Accept what is queued, a bounded batch per wake-up.
-            for _ in 0..128 {
-                match listener.accept() {
-                    Ok((stream, _peer)) => handoff(lp, stream),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if is_transient_accept_error(&e) => {}
-                    Err(e) => {
-                        // Out of descriptors or the like: the listener stays
-                        // readable, so pause it rather than spin.
-                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
-                        let me = lp.current_token().expect("called by the loop");
-                        let handoff = Rc::clone(&handoff);
-                        lp.call_soon(move |lp| {
-                            let listener: TcpListener = lp.take(me)?;
-                            lp.call_later(Duration::from_millis(100), move |lp| {
-                                serve_listener(lp, listener, handoff)?;
-                                Ok(())
-                            });
-                            Ok(())
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
-}
-
 /// Accept errors about one connection (gone before it was accepted), not
 /// about the listener.
 fn is_transient_accept_error(e: &io::Error) -> bool {
@@ -282,10 +216,9 @@ mod pool {
     use std::collections::HashMap;
     use std::io::{self, Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::rc::Rc;
     use std::sync::{mpsc, Arc, Mutex};
 
-    use selectloop::EventLoop;
+    use selectloop::net;
 
     /// The connections the workers serve, so that Ctrl-C can end them.
     #[derive(Default)]
@@ -391,13 +324,10 @@ mod pool {
         // The (N+1)th connection waits in the channel, accepted but unread,
         // until a worker is free: as with the seed's blocking accept and
         // executor, whose queue is the executor's.
-        super::serve_listener(
-            &mut lp,
-            listener,
-            Rc::new(move |_lp: &mut EventLoop, stream| {
-                let _ = tx.send(stream);
-            }),
-        )?;
+        net::serve(&mut lp, listener, move |_lp, stream, _peer| {
+            let _ = tx.send(stream);
+            Ok(())
+        })?;
         lp.run()?;
 
         drop(lp); // closes the listener and the channel's sending side
@@ -543,7 +473,7 @@ mod busy {
 mod direct {
     use std::collections::{HashMap, VecDeque};
     use std::io::{self, Read, Write};
-    use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+    use std::net::{Shutdown, TcpListener, TcpStream};
     use std::time::{Duration, Instant};
 
     use anyhow::Context;
@@ -751,26 +681,13 @@ mod direct {
         Ok(())
     }
 
-    /// A connected loopback pair, checked to be each other's peer.
-    fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let ours = TcpStream::connect(listener.local_addr()?)?;
-        loop {
-            let (theirs, peer) = listener.accept()?;
-            if peer == ours.local_addr()? {
-                return Ok((ours, theirs));
-            }
-        }
-    }
-
     /// A socket that becomes readable on Ctrl-C: a control loop on its own
     /// thread takes the signal and writes a byte to the other end. The
     /// control loop ends when our end closes. Returns once the handler is in
     /// place.
     fn ctrl_c_socket() -> anyhow::Result<TcpStream> {
-        let (ours, theirs) = loopback_pair()?;
-        ours.set_nonblocking(true)?;
-        theirs.set_nonblocking(true)?;
+        // Connected to each other, non-blocking.
+        let (ours, theirs) = selectloop::net::stream_pair()?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("ctrl-c".into())
@@ -871,28 +788,20 @@ impl LoopConn {
 fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
     let mut lp = new_loop()?;
     announce(&listener)?;
-    serve_listener(
-        &mut lp,
-        listener,
-        Rc::new(|lp: &mut EventLoop, stream: TcpStream| {
-            let mut conn = LoopConn {
-                unsent: Vec::new(),
-                eof: false,
-            };
-            let registered = prepare(&stream, true)
-                .map_err(selectloop::Error::from)
-                .and_then(|()| {
-                    lp.register(
-                        stream,
-                        EVENT_READ,
-                        move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
-                    )
-                });
-            if let Err(e) = registered {
-                eprintln!("client dropped: {e}");
-            }
-        }),
-    )?;
+    // An error goes to the loop's error handler: "client dropped".
+    net::serve(&mut lp, listener, |lp, stream, _peer| {
+        let mut conn = LoopConn {
+            unsent: Vec::new(),
+            eof: false,
+        };
+        prepare(&stream, true)?;
+        lp.register(
+            stream,
+            EVENT_READ,
+            move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
+        )?;
+        Ok(())
+    })?;
     lp.run()?;
     Ok(())
 }
@@ -908,8 +817,13 @@ fn main() -> anyhow::Result<()> {
              only; on Windows use --model poll (WSAPoll) or --model epoll (IOCP)"
         );
     }
-    let listener = bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
-    listener.set_nonblocking(true)?;
+    // Backlog 1024 (seed 5 asks for 1000; std's `TcpListener::bind` uses
+    // 128, and a burst of connects beyond the accept queue sees its SYNs
+    // dropped and retried only a second later), SO_REUSEADDR on Unix only,
+    // non-blocking.
+    let listener = ListenerBuilder::new(&options.addr)
+        .build()
+        .with_context(|| format!("binding {}", options.addr))?;
     match options.model {
         Model::Pool => pool::run(listener, options.pool),
         Model::Nonblocking => busy::run(listener),
