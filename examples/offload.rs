@@ -42,13 +42,14 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use selectloop::net::{self, ListenerBuilder};
 use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
 
 /// Bytes read per `read` call.
@@ -360,61 +361,24 @@ fn deliver(lp: &mut EventLoop, conn: &Shared, seq: u64, answer: Vec<u8>) -> anyh
     Ok(())
 }
 
-fn serve_listener(
-    lp: &mut EventLoop,
-    listener: TcpListener,
-    config: Rc<Config>,
-) -> selectloop::Result<Token> {
-    lp.register(
-        listener,
-        EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            for _ in 0..128 {
-                match listener.accept() {
-                    Ok((stream, _peer)) => {
-                        stream.set_nonblocking(true)?;
-                        stream.set_nodelay(true)?;
-                        let conn = Rc::new(RefCell::new(Conn {
-                            config: Rc::clone(&config),
-                            token: None,
-                            parked: None,
-                            input: Vec::new(),
-                            overlong: false,
-                            out: Vec::new(),
-                            sent: 0,
-                            eof: false,
-                            next_read: 0,
-                            next_answer: 0,
-                            finished: BTreeMap::new(),
-                        }));
-                        register(lp, &conn, stream, EVENT_READ)?;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        // Out of descriptors or the like: pause accepting rather than spin.
-                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
-                        let me = lp.current_token().expect("called by the loop");
-                        let config = Rc::clone(&config);
-                        lp.call_soon(move |lp| {
-                            let listener: TcpListener = lp.take(me)?;
-                            lp.call_later(Duration::from_millis(100), move |lp| {
-                                serve_listener(lp, listener, config)?;
-                                Ok(())
-                            });
-                            Ok(())
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
+/// What `net::serve` calls for each accepted connection (non-blocking,
+/// Nagle off): a `Conn` of its own, watched for reading.
+fn on_accept(lp: &mut EventLoop, stream: TcpStream, config: &Rc<Config>) -> anyhow::Result<()> {
+    let conn = Rc::new(RefCell::new(Conn {
+        config: Rc::clone(config),
+        token: None,
+        parked: None,
+        input: Vec::new(),
+        overlong: false,
+        out: Vec::new(),
+        sent: 0,
+        eof: false,
+        next_read: 0,
+        next_answer: 0,
+        finished: BTreeMap::new(),
+    }));
+    register(lp, &conn, stream, EVENT_READ)?;
+    Ok(())
 }
 
 fn is_reset(e: &anyhow::Error) -> bool {
@@ -430,9 +394,11 @@ fn is_reset(e: &anyhow::Error) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
-    let listener =
-        TcpListener::bind(&options.addr).with_context(|| format!("binding {}", options.addr))?;
-    listener.set_nonblocking(true)?;
+    // Backlog 1024 (std's 128 drops SYNs under a burst of connects),
+    // SO_REUSEADDR on Unix only, non-blocking.
+    let listener = ListenerBuilder::new(&options.addr)
+        .build()
+        .with_context(|| format!("binding {}", options.addr))?;
     let addr = listener.local_addr()?;
 
     let mut lp = EventLoop::new()?;
@@ -458,7 +424,11 @@ fn main() -> anyhow::Result<()> {
         work_delay: options.work_delay,
         shutdown,
     });
-    serve_listener(&mut lp, listener, config)?;
+    // Accepts in batches; out of descriptors, it pauses the listener a while
+    // instead of spinning on it.
+    net::serve(&mut lp, listener, move |lp, stream, _peer| {
+        on_accept(lp, stream, &config)
+    })?;
     // Only now: whoever reads this line may connect, or interrupt, at once.
     let mut out = io::stdout();
     writeln!(out, "listening on {addr}")?;
