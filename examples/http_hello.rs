@@ -55,12 +55,12 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use selectloop::net::{self, ListenerBuilder};
 use selectloop::{EventLoop, Interest, Signal, TimerHandle, Token, EVENT_READ};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// The largest request head accepted, request line and blank line included.
 const MAX_HEAD: usize = 8 * 1024;
@@ -586,91 +586,20 @@ impl Conn {
     }
 }
 
-// ----- listening ------------------------------------------------------------
+// ----- accepting ------------------------------------------------------------
 
-/// A non-blocking listener with the seed's SO_REUSEADDR (Unix only) and a
-/// backlog of 1024.
-fn listen(addr: &str) -> anyhow::Result<TcpListener> {
-    let mut last_error = None;
-    for addr in addr
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {addr}"))?
-    {
-        match listen_on(addr) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error.map_or_else(
-        || anyhow::anyhow!("{addr} resolves to no address"),
-        |e| anyhow::Error::new(e).context(format!("binding {addr}")),
-    ))
-}
-
-fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Rebind at once after a restart, despite connections in TIME_WAIT. On
-    // Windows SO_REUSEADDR means something else: another socket could bind
-    // the same port and take connections; its default is already right.
-    #[cfg(not(windows))]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-fn serve_listener(
-    lp: &mut EventLoop,
-    listener: TcpListener,
-    timeouts: Timeouts,
-) -> selectloop::Result<Token> {
-    lp.register(
-        listener,
-        EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            // Accept what is queued, a bounded batch per wake-up.
-            for _ in 0..128 {
-                match listener.accept() {
-                    Ok((stream, _peer)) => {
-                        stream.set_nonblocking(true)?;
-                        stream.set_nodelay(true)?;
-                        // The connection's state holds its token (for its
-                        // timers), so the callback is set once it exists.
-                        let token =
-                            lp.register(stream, EVENT_READ, |_, _: &mut TcpStream, _| Ok(()))?;
-                        let mut conn = Conn::new(token, timeouts);
-                        conn.set_timer(lp, Deadline::Idle, false);
-                        lp.set_callback(token, move |lp, stream: &mut TcpStream, mask| {
-                            conn.on_ready(lp, stream, mask)
-                        })?;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        // Out of descriptors (EMFILE/ENFILE) or the like: the
-                        // listener stays readable, so pause it rather than spin.
-                        eprintln!("accept failed: {e}; pausing accepts for 100 ms");
-                        let me = lp.current_token().expect("called by the loop");
-                        lp.call_soon(move |lp| {
-                            let listener: TcpListener = lp.take(me)?;
-                            lp.call_later(Duration::from_millis(100), move |lp| {
-                                serve_listener(lp, listener, timeouts)?;
-                                Ok(())
-                            });
-                            Ok(())
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
+/// What `net::serve` calls for each accepted connection (non-blocking,
+/// Nagle off): a `Conn` with its idle timer.
+fn on_accept(lp: &mut EventLoop, stream: TcpStream, timeouts: Timeouts) -> anyhow::Result<()> {
+    // The connection's state holds its token (for its timers), so the
+    // callback is set once it exists.
+    let token = lp.register(stream, EVENT_READ, |_, _: &mut TcpStream, _| Ok(()))?;
+    let mut conn = Conn::new(token, timeouts);
+    conn.set_timer(lp, Deadline::Idle, false);
+    lp.set_callback(token, move |lp, stream: &mut TcpStream, mask| {
+        conn.on_ready(lp, stream, mask)
+    })?;
+    Ok(())
 }
 
 fn is_reset(e: &anyhow::Error) -> bool {
@@ -686,7 +615,10 @@ fn is_reset(e: &anyhow::Error) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
-    let listener = listen(&options.addr)?;
+    // The seed's SO_REUSEADDR (Unix only), a backlog of 1024, non-blocking.
+    let listener = ListenerBuilder::new(&options.addr)
+        .build()
+        .with_context(|| format!("binding {}", options.addr))?;
     let addr = listener.local_addr()?;
 
     let mut lp = EventLoop::new()?;
@@ -703,7 +635,12 @@ fn main() -> anyhow::Result<()> {
         lp.stop();
         Ok(())
     })?;
-    serve_listener(&mut lp, listener, options.timeouts)?;
+    // Accepts in batches; out of descriptors (EMFILE/ENFILE), it pauses the
+    // listener a while instead of spinning on it.
+    let timeouts = options.timeouts;
+    net::serve(&mut lp, listener, move |lp, stream, _peer| {
+        on_accept(lp, stream, timeouts)
+    })?;
     // Only now: whoever reads this line may connect, or interrupt, at once.
     let mut out = io::stdout();
     writeln!(out, "listening on {addr}")?;
