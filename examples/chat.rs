@@ -34,11 +34,12 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::Context;
+use selectloop::net::{self, ListenerBuilder};
 use selectloop::{EventLoop, Interest, Signal, TimerHandle, Token, EVENT_READ, EVENT_WRITE};
 
 /// The longest line a client may send, newline included.
@@ -136,6 +137,8 @@ struct Room {
     clients: BTreeMap<Token, Client>,
     /// A client with more than this queued for it is dropped.
     max_queued: usize,
+    /// The listener's token (it stays the same while `net::serve` pauses
+    /// accepting); taken, and the listener closed, on Ctrl-C.
     listener: Option<Token>,
     /// Ctrl-C came: clients are being sent their last lines.
     closing: bool,
@@ -144,69 +147,30 @@ struct Room {
 
 type Shared = Rc<RefCell<Room>>;
 
-/// Watches the listener; accepted clients join the room.
-fn listen(lp: &mut EventLoop, room: &Shared, listener: TcpListener) -> selectloop::Result<Token> {
-    let room = Rc::clone(room);
+/// What `net::serve` calls for each accepted client (non-blocking, Nagle
+/// off): it joins the room.
+fn join(
+    lp: &mut EventLoop,
+    room: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> anyhow::Result<()> {
+    let shared = Rc::clone(room);
     let token = lp.register(
-        listener,
+        stream,
         EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            // What is queued, a bounded batch per wake-up.
-            for _ in 0..128 {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        stream.set_nonblocking(true)?;
-                        stream.set_nodelay(true)?;
-                        let shared = Rc::clone(&room);
-                        let token = lp.register(
-                            stream,
-                            EVENT_READ,
-                            move |lp, stream: &mut TcpStream, mask| {
-                                on_client(lp, &shared, stream, mask)
-                            },
-                        )?;
-                        eprintln!("chat: {peer} joined");
-                        room.borrow_mut().clients.insert(
-                            token,
-                            Client {
-                                peer: peer.to_string(),
-                                partial: Vec::new(),
-                                outbox: Outbox::default(),
-                            },
-                        );
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        // Out of descriptors or the like: the listener stays
-                        // readable, so pause it rather than spin.
-                        eprintln!("chat: accept failed: {e}; pausing accepts for 100 ms");
-                        let me = lp.current_token().expect("called by the loop");
-                        let room = Rc::clone(&room);
-                        lp.call_soon(move |lp| {
-                            let listener: TcpListener = lp.take(me)?;
-                            room.borrow_mut().listener = None;
-                            lp.call_later(Duration::from_millis(100), move |lp| {
-                                if !room.borrow().closing {
-                                    let token = listen(lp, &room, listener)?;
-                                    room.borrow_mut().listener = Some(token);
-                                }
-                                Ok(())
-                            });
-                            Ok(())
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
+        move |lp, stream: &mut TcpStream, mask| on_client(lp, &shared, stream, mask),
     )?;
-    Ok(token)
+    eprintln!("chat: {peer} joined");
+    room.borrow_mut().clients.insert(
+        token,
+        Client {
+            peer: peer.to_string(),
+            partial: Vec::new(),
+            outbox: Outbox::default(),
+        },
+    );
+    Ok(())
 }
 
 /// A client's socket is readable or writable.
@@ -478,8 +442,11 @@ fn close_everyone(lp: &mut EventLoop, room: &Shared) {
 
 fn main() -> anyhow::Result<()> {
     let (addr, max_queued) = parse_args()?;
-    let listener = TcpListener::bind(&addr).with_context(|| format!("binding {addr}"))?;
-    listener.set_nonblocking(true)?;
+    // Backlog 1024 (std's 128 drops SYNs under a burst of connects),
+    // SO_REUSEADDR on Unix only, non-blocking.
+    let listener = ListenerBuilder::new(&addr)
+        .build()
+        .with_context(|| format!("binding {addr}"))?;
 
     let mut lp = EventLoop::new()?;
     let room: Shared = Rc::new(RefCell::new(Room {
@@ -505,7 +472,12 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     let addr = listener.local_addr()?;
-    let token = listen(&mut lp, &room, listener)?;
+    // Accepts in batches; out of descriptors, it pauses the listener a while
+    // (same token) instead of spinning on it.
+    let shared = Rc::clone(&room);
+    let token = net::serve(&mut lp, listener, move |lp, stream, peer| {
+        join(lp, &shared, stream, peer)
+    })?;
     room.borrow_mut().listener = Some(token);
 
     let mut out = io::stdout();
