@@ -28,14 +28,14 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use selectloop::net;
 use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// The seed's messages, each sent with a `write` of its own.
 const MESSAGES: [&[u8]; 3] = [b"This is the message. ", b"It will be sent ", b"in parts."];
@@ -136,12 +136,7 @@ impl Conn {
     ) -> Result<bool, String> {
         if !self.connected {
             // EVENT_WRITE (or an error) on a connecting socket: it finished.
-            if let Some(e) = stream.take_error().map_err(|e| format!("SO_ERROR: {e}"))? {
-                return Err(format!("connect failed: {e}"));
-            }
-            if let Err(e) = stream.peer_addr() {
-                return Err(format!("connect failed: {e}"));
-            }
+            net::finish_connect(stream).map_err(|e| format!("connect failed: {e}"))?;
             self.connected = true;
         }
         if mask.is_writable() {
@@ -232,29 +227,6 @@ impl Conn {
     }
 }
 
-/// Starts a non-blocking connect; `Ok(true)` if it completed at once.
-fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    let done = match socket.connect(&addr.into()) {
-        Ok(()) => true,
-        Err(e) if in_progress(&e) => false,
-        Err(e) => return Err(e),
-    };
-    let stream = TcpStream::from(socket);
-    stream.set_nodelay(true)?;
-    Ok((stream, done))
-}
-
-/// A non-blocking connect's "not yet": EINPROGRESS on Unix, WSAEWOULDBLOCK on Windows.
-fn in_progress(e: &io::Error) -> bool {
-    #[cfg(unix)]
-    if e.raw_os_error() == Some(libc::EINPROGRESS) {
-        return true;
-    }
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
 fn main() -> anyhow::Result<ExitCode> {
     let options = parse_args()?;
     let addr = options
@@ -279,8 +251,9 @@ fn main() -> anyhow::Result<ExitCode> {
     let mut lp = EventLoop::new()?;
     let started = Instant::now();
     for index in 0..options.conns {
-        let (stream, connected) = match start_connect(addr) {
-            Ok(pair) => pair,
+        // Non-blocking, Nagle off; EVENT_WRITE tells when it has finished.
+        let stream = match net::connect_nonblocking(addr) {
+            Ok(stream) => stream,
             Err(e) => {
                 run.borrow_mut()
                     .finish(&mut lp, index, Err(format!("connect failed: {e}")));
@@ -289,7 +262,7 @@ fn main() -> anyhow::Result<ExitCode> {
         };
         let mut conn = Conn {
             index,
-            connected,
+            connected: false,
             part: 0,
             offset: 0,
             received: 0,
