@@ -3,6 +3,8 @@
 //! client that resets mid-stream; one that half-closes; `--upper`;
 //! `--threads 2`; SIGINT; and Python's asyncio as a client nobody here wrote.
 
+#[cfg(unix)]
+mod common;
 mod example_util;
 
 use std::cell::RefCell;
@@ -283,25 +285,7 @@ fn connections_that_fit(wanted: usize) -> usize {
     // Descriptors kept for everything else both processes have open,
     // the other tests of this binary running alongside included.
     const SPARE: u64 = 128;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid resource and a valid pointer.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < lim.rlim_max {
-            let old = lim.rlim_cur;
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                // macOS refuses RLIM_INFINITY; OPEN_MAX (10240) is its real ceiling.
-                lim.rlim_cur = lim.rlim_max.min(10240);
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    lim.rlim_cur = old;
-                }
-            }
-        }
-    }
+    let lim = common::raise_nofile_limit(libc::RLIM_INFINITY).expect("getrlimit");
     // rlim_t is u64 on Linux and macOS, i64 on FreeBSD.
     #[allow(clippy::unnecessary_cast)]
     let fit = (lim.rlim_cur as u64).saturating_sub(SPARE) as usize;

@@ -50,34 +50,6 @@ mod unix {
     /// Far more than any select here needs: the write ends are ready at once.
     const SELECT_LIMIT: Duration = Duration::from_secs(60);
 
-    /// Raises the soft `RLIMIT_NOFILE` to the hard limit (or as close as the
-    /// OS allows, as CPython does) and returns the soft limit in force.
-    fn raise_nofile_limit() -> (libc::rlim_t, libc::rlim_t) {
-        let mut rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `rl` is a live, writable rlimit.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) },
-            0,
-            "getrlimit"
-        );
-        let hard = rl.rlim_max;
-        // macOS refuses an infinite soft limit: fall back to 2^16, then to what it was.
-        for want in [hard, hard.min(1 << 16)] {
-            let new = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: hard,
-            };
-            // SAFETY: `new` is a live rlimit.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-                return (want, hard);
-            }
-        }
-        (rl.rlim_cur, hard)
-    }
-
     enum Outcome {
         Ok(String),
         Skipped(String),
@@ -229,7 +201,10 @@ mod unix {
     }
 
     pub fn main() {
-        let (soft, hard) = raise_nofile_limit();
+        // The soft limit raised to the hard one (or as close as the OS
+        // allows, as CPython does).
+        let lim = super::common::raise_nofile_limit(libc::RLIM_INFINITY).expect("getrlimit");
+        let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
         let limit = usize::try_from(soft).unwrap_or(usize::MAX);
         if limit <= FD_SETSIZE + 32 {
             println!(

@@ -308,27 +308,9 @@ fn on_ready(
 #[cfg(unix)]
 fn fit_descriptor_limit(conns: usize) -> usize {
     let need = (2 * conns + 100) as libc::rlim_t;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Ok(lim) = loop_util::raise_nofile_limit(need) else {
+        return conns;
     };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return conns;
-        }
-        if lim.rlim_cur < need {
-            let mut raised = lim;
-            raised.rlim_cur = if lim.rlim_max == libc::RLIM_INFINITY {
-                need
-            } else {
-                need.min(lim.rlim_max)
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
     if lim.rlim_cur >= need {
         conns
     } else {

@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: a loopback socket pair that works
 //! on every platform, mio-style `expect_events` / `expect_no_events`, a
-//! watchdog for tests that could hang, and a way to name a selector's backend.
+//! watchdog for tests that could hang, a way to name a selector's backend,
+//! and raising `RLIMIT_NOFILE`.
 //!
-//! Each test binary includes this with `mod common;` and uses only part of
-//! it, hence the `dead_code` allowance.
+//! Each test binary includes this with `mod common;` (`tests/loop_util`
+//! re-exports part of it) and uses only part of it, hence the `dead_code`
+//! allowance.
 #![allow(dead_code)]
 
 use std::io::{self, Read};
@@ -181,3 +183,41 @@ impl<B: Backend, F, D> BackendOf for BaseSelector<B, F, D> {
 
 /// The backend `DefaultSelector` uses in this build.
 pub type DefaultBackend = <selectloop::DefaultSelector as BackendOf>::Backend;
+
+/// Raises the soft `RLIMIT_NOFILE` towards `want` (`libc::RLIM_INFINITY`:
+/// as far as the hard limit), never above the hard limit and never lowering
+/// it; returns the limits in force. Raised for the whole process, and
+/// inherited by the processes it starts afterwards.
+///
+/// Where the kernel refuses the value (macOS refuses `RLIM_INFINITY`, and
+/// anything above its per-process ceiling), 2^16 and then 10240 (macOS's
+/// `OPEN_MAX`) are tried in turn; if none is accepted the limit stays.
+///
+/// # Errors
+/// - the OS error if `getrlimit` fails.
+#[cfg(unix)]
+pub fn raise_nofile_limit(want: libc::rlim_t) -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = want.min(lim.rlim_max);
+    for cur in [target, target.min(1 << 16), target.min(10240)] {
+        if cur <= lim.rlim_cur {
+            break;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a live rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(raised);
+        }
+    }
+    Ok(lim)
+}

@@ -3,7 +3,22 @@
 //! readiness waits, and watchdogs that keep every blocking run bounded.
 //!
 //! Each binary includes this with `mod loop_util;` and uses only part of it.
-#![allow(dead_code)]
+//! What the selector tests need too (the socket pair, the abort watchdog,
+//! raising `RLIMIT_NOFILE`) comes from `tests/common`, re-exported: hence
+//! `unused_imports` too.
+#![allow(dead_code, unused_imports)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+#[cfg(unix)]
+pub use common::raise_nofile_limit;
+/// A connected pair of loopback TCP sockets `(client, server)`, both
+/// blocking, with Nagle off. Works on Windows too.
+pub use common::socketpair;
+/// Runs `f`, aborting the process (naming the test) if it has not returned
+/// after `limit`: for tests where `stop()` itself is under test.
+pub use common::with_timeout;
 
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -20,22 +35,6 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long a blocking `run()` may take before its watchdog stops it.
 pub const RUN_LIMIT: Duration = Duration::from_secs(30);
-
-/// A connected pair of loopback TCP sockets `(client, server)`, both
-/// blocking, with Nagle off. Works on Windows too.
-pub fn socketpair() -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    let client = TcpStream::connect(listener.local_addr()?)?;
-    let client_addr = client.local_addr()?;
-    loop {
-        let (server, addr) = listener.accept()?;
-        if addr == client_addr {
-            client.set_nodelay(true)?;
-            server.set_nodelay(true)?;
-            return Ok((client, server));
-        }
-    }
-}
 
 /// [`socketpair`] with the server end non-blocking (the end the loop gets).
 pub fn loop_pair() -> (TcpStream, TcpStream) {
@@ -180,26 +179,6 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         self.end();
     }
-}
-
-/// Runs `f`, aborting the process (naming the test) if it has not returned
-/// after `limit`: for tests where `stop()` itself is under test.
-pub fn with_timeout<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
-    let name = thread::current().name().unwrap_or("<unnamed>").to_owned();
-    let (done, wait) = mpsc::channel::<()>();
-    let watchdog = thread::Builder::new()
-        .name(format!("abort-watchdog for {name}"))
-        .spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-                eprintln!("{name}: still running after {limit:?}; aborting the test process");
-                std::process::abort();
-            }
-        })
-        .expect("spawn watchdog");
-    let result = f();
-    drop(done);
-    watchdog.join().expect("watchdog");
-    result
 }
 
 /// The slot number of a token, from its `Display` form `#slot.generation`.
