@@ -303,8 +303,9 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 ///
 /// - Accepts up to 64 connections per wake-up, so one busy listener cannot
 ///   starve the loop's other sources.
-/// - A connection that gave up while queued (`ECONNABORTED`) and `EINTR` are
-///   skipped.
+/// - A connection that gave up while queued (`ECONNABORTED`, `ECONNRESET`)
+///   and `EINTR` are skipped; so is a connection whose non-blocking / no-delay
+///   set-up fails (the error goes to the error handler, as below).
 /// - Any other accept error (out of descriptors, `EMFILE`/`ENFILE`, or out of
 ///   memory) would leave the listener readable and the loop spinning: it is
 ///   logged (`log::warn!`) and the listener [paused](EventLoop::pause) for
@@ -365,9 +366,17 @@ where
         EVENT_READ,
         move |lp, listener: &mut TcpListener, _mask| {
             for _ in 0..64 {
-                match accept_nonblocking(listener) {
+                match listener.accept() {
                     Ok((stream, peer)) => {
-                        if let Err(error) = on_accept(lp, stream, peer) {
+                        // A failed set-up concerns this connection only.
+                        let setup = stream
+                            .set_nonblocking(true)
+                            .and_then(|()| stream.set_nodelay(true));
+                        let result = match setup {
+                            Ok(()) => on_accept(lp, stream, peer),
+                            Err(e) => Err(e.into()),
+                        };
+                        if let Err(error) = result {
                             lp.report_detached(error);
                         }
                     }
@@ -375,7 +384,9 @@ where
                     Err(e)
                         if matches!(
                             e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                            io::ErrorKind::ConnectionAborted
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::Interrupted
                         ) => {}
                     Err(e) => {
                         let me = lp.current_token().expect("called by the loop");
