@@ -56,11 +56,6 @@ pub enum Error {
     /// The source's callback is running right now, so its object cannot be
     /// taken or borrowed (it is borrowed by that callback).
     InUse,
-    /// The source's object is not of the type asked for.
-    TypeMismatch {
-        /// The type asked for.
-        expected: &'static str,
-    },
     /// `run` or `run_once` was called from inside one of the loop's own callbacks.
     AlreadyRunning,
     /// The operating system refused the operation.
@@ -83,7 +78,6 @@ impl fmt::Display for Error {
             ),
             Error::InvalidToken => f.write_str("no source is registered for this token"),
             Error::InUse => f.write_str("the source's callback is running; its object is borrowed"),
-            Error::TypeMismatch { expected } => write!(f, "the source's object is not a {expected}"),
             Error::AlreadyRunning => f.write_str("the event loop is already running"),
             Error::Io(e) => e.fmt(f),
         }
@@ -111,9 +105,7 @@ impl From<Error> for io::Error {
             Error::Io(inner) => return inner,
             Error::AlreadyRegistered { .. } => io::ErrorKind::AlreadyExists,
             Error::NotRegistered { .. } | Error::InvalidToken => io::ErrorKind::NotFound,
-            Error::InvalidEvents { .. } | Error::FdTooLarge { .. } | Error::TypeMismatch { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::InvalidEvents { .. } | Error::FdTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::Closed => io::ErrorKind::NotConnected,
             Error::InUse | Error::AlreadyRunning => io::ErrorKind::Other,
         };
@@ -123,6 +115,104 @@ impl From<Error> for io::Error {
 
 /// `Result<T, selectloop::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed registration: the [`Error`], and the object that was to be
+/// registered, handed back unharmed (calloop's `InsertError`).
+///
+/// Nothing the caller passes to a `register` is closed behind its back: on
+/// every failure (`AlreadyRegistered`, `FdTooLarge`, `Closed`, the kernel's
+/// refusal) the object comes back through [`into_inner`](RegisterError::into_inner).
+/// `?` turns it into an [`Error`], an [`io::Error`] or an `anyhow::Error`,
+/// dropping the object.
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::net::TcpListener;
+/// use selectloop::{DefaultSelector, Error, Selector, EVENT_READ};
+///
+/// let mut sel: DefaultSelector<TcpListener> = DefaultSelector::new()?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let again = listener.try_clone()?; // the same socket, another descriptor
+/// sel.register(listener, EVENT_READ, ())?;
+/// sel.close()?;
+/// let err = sel.register(again, EVENT_READ, ()).unwrap_err();
+/// assert!(matches!(err.error(), Error::Closed));
+/// let again: TcpListener = err.into_inner(); // still open, still ours
+/// assert!(again.local_addr().is_ok());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RegisterError<F> {
+    error: Error,
+    fileobj: F,
+}
+
+impl<F> RegisterError<F> {
+    pub(crate) fn new(error: Error, fileobj: F) -> RegisterError<F> {
+        RegisterError { error, fileobj }
+    }
+
+    /// Why the registration failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The object that was to be registered.
+    pub fn into_inner(self) -> F {
+        self.fileobj
+    }
+
+    /// The error, dropping (closing) the object.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+
+    /// The error and the object.
+    pub fn into_parts(self) -> (Error, F) {
+        (self.error, self.fileobj)
+    }
+
+    /// Applies `f` to the object handed back (the event loop unboxes it).
+    pub(crate) fn map<G>(self, f: impl FnOnce(F) -> G) -> RegisterError<G> {
+        RegisterError {
+            error: self.error,
+            fileobj: f(self.fileobj),
+        }
+    }
+}
+
+impl<F> fmt::Debug for RegisterError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterError")
+            .field("error", &self.error)
+            .field("fileobj", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+impl<F> fmt::Display for RegisterError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<F> std::error::Error for RegisterError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl<F> From<RegisterError<F>> for Error {
+    fn from(e: RegisterError<F>) -> Error {
+        e.error
+    }
+}
+
+impl<F> From<RegisterError<F>> for io::Error {
+    fn from(e: RegisterError<F>) -> io::Error {
+        e.error.into()
+    }
+}
 
 #[cfg(test)]
 mod tests {

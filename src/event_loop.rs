@@ -45,7 +45,7 @@
 //! `run`; its source is unregistered and dropped on the way, and the loop
 //! stays usable.
 
-use std::any::{type_name, Any, TypeId};
+use std::any::{Any, TypeId};
 use std::cell::Cell;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
@@ -445,7 +445,7 @@ impl<B: Backend> EventLoop<B> {
                 callback,
             })),
         };
-        let slot = self.sel.register_slot(LoopFd(fd), events, entry)?;
+        let slot = self.sel.register_slot(LoopFd(fd), events, entry).map_err(crate::Error::from)?;
         self.next_gen += 1;
         self.internal_sources += usize::from(internal);
         Ok(Token { slot, gen })
@@ -469,9 +469,7 @@ impl<B: Backend> EventLoop<B> {
         if entry.type_id == TypeId::of::<T>() {
             Ok(())
         } else {
-            Err(Error::TypeMismatch {
-                expected: type_name::<T>(),
-            })
+            Err(Error::InvalidToken)
         }
     }
 

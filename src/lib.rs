@@ -58,7 +58,7 @@ mod sys;
 mod threads;
 mod timer;
 
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, RegisterError, Result};
 pub use crate::event_loop::{CallbackError, EventLoop, LoopHandle, LoopStats, Token};
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;

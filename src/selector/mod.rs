@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::{Error, Fd, Interest, Result, SelectorKey, Source};
+use crate::{Error, Fd, Interest, RegisterError, Result, SelectorKey, Source};
 
 mod poll;
 mod polling;
@@ -261,7 +261,7 @@ pub trait Selector {
         fileobj: Self::FileObj,
         events: Interest,
         data: Self::Data,
-    ) -> Result<&SelectorKey<Self::FileObj, Self::Data>>;
+    ) -> Result<&SelectorKey<Self::FileObj, Self::Data>, RegisterError<Self::FileObj>>;
 
     /// Unregisters the object with descriptor `fd` and returns its key, and
     /// with it the object.
@@ -459,20 +459,32 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     }
 
     /// Registers like [`Selector::register`] and returns the registration's
-    /// slot, a small integer that stays valid until it is unregistered.
-    pub(crate) fn register_slot(&mut self, fileobj: F, events: Interest, data: D) -> Result<usize> {
+    /// slot, a small integer that stays valid until it is unregistered. On
+    /// failure the object and the data come back with the error.
+    pub(crate) fn register_slot(
+        &mut self,
+        fileobj: F,
+        events: Interest,
+        data: D,
+    ) -> Result<usize, RegisterError<(F, D)>> {
         let fd = fileobj.fileno();
-        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
-        if self.fds.contains_key(&fd) {
-            return Err(Error::AlreadyRegistered { fd });
-        }
-        backend.check(fd)?;
+        let checked = match self.backend.as_mut() {
+            None => Err(Error::Closed),
+            Some(_) if self.fds.contains_key(&fd) => Err(Error::AlreadyRegistered { fd }),
+            Some(backend) => backend.check(fd).map(|()| backend),
+        };
+        let backend = match checked {
+            Ok(backend) => backend,
+            Err(error) => return Err(RegisterError::new(error, (fileobj, data))),
+        };
         let entry = self.slots.vacant_entry();
         let token = entry.key();
         // SAFETY: the selector owns `fileobj` (or, for a borrowed `F`, the borrow
         // outlives the selector) until `unregister_slot` or `close` deletes it from
         // the backend, so the descriptor stays open while it is registered.
-        unsafe { backend.add(&fileobj, fd, token, events)? };
+        if let Err(e) = unsafe { backend.add(&fileobj, fd, token, events) } {
+            return Err(RegisterError::new(Error::Io(e), (fileobj, data)));
+        }
         entry.insert(Slot {
             key: SelectorKey {
                 fileobj,
@@ -652,8 +664,15 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
     type FileObj = F;
     type Data = D;
 
-    fn register(&mut self, fileobj: F, events: Interest, data: D) -> Result<&SelectorKey<F, D>> {
-        let slot = self.register_slot(fileobj, events, data)?;
+    fn register(
+        &mut self,
+        fileobj: F,
+        events: Interest,
+        data: D,
+    ) -> Result<&SelectorKey<F, D>, RegisterError<F>> {
+        let slot = self
+            .register_slot(fileobj, events, data)
+            .map_err(|e| e.map(|(fileobj, _data)| fileobj))?;
         Ok(&self.slots[slot].key)
     }
 
