@@ -123,7 +123,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// every failure (`AlreadyRegistered`, `FdTooLarge`, `Closed`, the kernel's
 /// refusal) the object comes back through [`into_inner`](RegisterError::into_inner).
 /// `?` turns it into an [`Error`], an [`io::Error`] or an `anyhow::Error`,
-/// dropping the object.
+/// dropping the object. (`anyhow::Error` and `Box<dyn Error>` hold only
+/// `'static` errors: for a borrowed object, a `&TcpStream` say, convert with
+/// [`into_error`](RegisterError::into_error) first.)
 ///
 /// ```
 /// # #[cfg(unix)] {

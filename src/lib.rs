@@ -48,18 +48,18 @@
 
 mod error;
 pub mod event_loop;
-mod executor;
 mod interest;
 mod key;
 pub mod net;
 pub mod selector;
-mod signal;
 mod sys;
-mod threads;
-mod timer;
 
 pub use crate::error::{Error, RegisterError, Result};
-pub use crate::event_loop::{CallbackError, EventLoop, LoopHandle, LoopStats, Token};
+#[allow(deprecated)]
+pub use crate::event_loop::TimerHandle;
+pub use crate::event_loop::{
+    CallHandle, CallbackError, EventLoop, IoEvent, LoopGroup, LoopHandle, LoopStats, Signal, Token,
+};
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -81,10 +81,7 @@ pub use crate::selector::{
     AnySource, Backend, BaseSelector, PollSelector, PollingSelector, Ready, Selector, SelectorMap,
     Waker,
 };
-pub use crate::signal::Signal;
 pub use crate::sys::{Fd, Source};
-pub use crate::threads::LoopGroup;
-pub use crate::timer::TimerHandle;
 
 cfg_if::cfg_if! {
     if #[cfg(any(windows, selectloop_force_poll))] {

@@ -128,97 +128,43 @@ pub(crate) fn as_borrowed<S: Source + ?Sized>(src: &S) -> std::os::fd::BorrowedF
     src.as_fd()
 }
 
-/// A signal delivery set up by `add_signal`.
-#[derive(Debug)]
-pub(crate) struct SignalId {
-    id: signal_hook::SigId,
-    signum: i32,
-}
-
-/// Per signal: how many loop handlers are active, and the flag that makes
-/// signal-hook emulate the default action when none is (signal-hook never
-/// uninstalls its process-wide handler, so "restore the default" has to be
-/// an emulation of it, as Python's `remove_signal_handler` restores SIG_DFL).
-type SignalTable =
-    std::collections::HashMap<i32, (usize, std::sync::Arc<std::sync::atomic::AtomicBool>)>;
-static SIGNAL_TABLE: std::sync::Mutex<Option<SignalTable>> = std::sync::Mutex::new(None);
-
-/// Makes `signal` write to a socket pair whose other end the loop watches,
-/// and runs the loop's handler for it when readable.
-pub(crate) fn add_signal<B: crate::Backend>(
-    lp: &mut crate::EventLoop<B>,
-    signal: crate::Signal,
-) -> crate::Result<(Option<crate::Token>, SignalId)> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    let signum = signal.as_raw();
-    let (rx, tx) = UnixStream::pair()?;
-    rx.set_nonblocking(true)?;
-    tx.set_nonblocking(true)?;
-    let id = signal_hook::low_level::pipe::register(signum, tx)?;
-    {
-        let mut table = SIGNAL_TABLE.lock().unwrap_or_else(|e| e.into_inner());
-        let table = table.get_or_insert_with(Default::default);
-        let entry = match table.get_mut(&signum) {
-            Some(entry) => entry,
-            None => {
-                let restore_default = Arc::new(AtomicBool::new(false));
-                if let Err(e) = signal_hook::flag::register_conditional_default(
-                    signum,
-                    Arc::clone(&restore_default),
-                ) {
-                    signal_hook::low_level::unregister(id);
-                    return Err(e.into());
-                }
-                table.entry(signum).or_insert((0, restore_default))
-            }
-        };
-        entry.0 += 1;
-        entry.1.store(false, Ordering::SeqCst);
-    }
-    let id = SignalId { id, signum };
-    let token = lp.register_inner(
-        rx,
-        crate::EVENT_READ,
-        move |lp: &mut crate::EventLoop<B>, rx: &mut UnixStream, _| {
-            let mut buf = [0u8; 64];
-            while let Ok(n) = rx.read(&mut buf) {
-                if n < buf.len() {
-                    break;
-                }
-            }
-            lp.deliver_signal(signal)
-        },
-        true,
-    );
-    match token {
-        Ok(token) => Ok((Some(token), id)),
-        Err(e) => {
-            remove_signal(id);
-            Err(e)
-        }
-    }
-}
-
-/// Stops a delivery; with the last one for its signal, the default action returns.
-pub(crate) fn remove_signal(id: SignalId) {
-    signal_hook::low_level::unregister(id.id);
-    let mut table = SIGNAL_TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(entry) = table
-        .get_or_insert_with(Default::default)
-        .get_mut(&id.signum)
-    {
-        entry.0 -= 1;
-        if entry.0 == 0 {
-            entry.1.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-}
-
 /// `AnySource` is a source through its box.
 impl AsFd for crate::AnySource {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner().as_fd()
     }
+}
+
+/// Whether listeners get `SO_REUSEADDR`: on Unix it lets a restarted server
+/// bind while old connections linger in `TIME_WAIT`.
+pub(crate) const LISTENERS_REUSE_ADDRESS: bool = true;
+
+/// Sets `SO_REUSEPORT`, or what balances connections like it.
+#[cfg(target_os = "freebsd")]
+pub(crate) fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
+    // Plain SO_REUSEPORT on FreeBSD shares the port without balancing.
+    socket.set_reuse_port_lb(true)
+}
+
+/// Sets `SO_REUSEPORT`, or what balances connections like it.
+// socket2 has no SO_REUSEPORT for Solaris, illumos (nor Cygwin and NuttX,
+// which this crate does not target).
+#[cfg(not(any(target_os = "freebsd", target_os = "solaris", target_os = "illumos")))]
+pub(crate) fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
+    socket.set_reuse_port(true)
+}
+
+/// Sets `SO_REUSEPORT`, or what balances connections like it.
+#[cfg(any(target_os = "solaris", target_os = "illumos"))]
+pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "SO_REUSEPORT is not supported on this platform",
+    ))
+}
+
+/// True if a non-blocking `connect` failed only because it goes on in the
+/// background (`EINPROGRESS`).
+pub(crate) fn connect_in_progress(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINPROGRESS)
 }

@@ -1,10 +1,93 @@
-//! The event loop's thread pool for [`run_in_executor`](crate::EventLoop::run_in_executor).
+//! Offloading blocking work: [`run_in_executor`](EventLoop::run_in_executor)
+//! runs a closure on the loop's thread pool and its result on the loop.
+//!
+//! ```
+//! use selectloop::EventLoop;
+//!
+//! let mut lp = EventLoop::new()?;
+//! lp.run_in_executor(
+//!     || (1..=10u64).product::<u64>(), // on a worker thread
+//!     |_lp, factorial| {               // back on the loop's thread
+//!         assert_eq!(factorial, 3_628_800);
+//!         Ok(())
+//!     },
+//! )?;
+//! lp.run()?; // returns once the result has been handled
+//! # Ok::<(), selectloop::Error>(())
+//! ```
+//!
+//! The pool starts on the first offload. A finished job sends its `done`
+//! callback through the loop's [remote queue](crate::LoopHandle); the
+//! callbacks wait in a slab on the loop so that [`run`](EventLoop::run) knows
+//! work is pending.
 
+use std::any::Any;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+
+use super::report::panic_message;
+use super::EventLoop;
+use crate::{Backend, Result};
+
+/// What to do with an offloaded job's result on the loop thread.
+pub(super) type DoneCallback<B> =
+    Box<dyn FnOnce(&mut EventLoop<B>, Box<dyn Any + Send>) -> anyhow::Result<()>>;
+
+impl<B: Backend> EventLoop<B> {
+    /// Sets the number of worker threads for [`run_in_executor`](EventLoop::run_in_executor)
+    /// (default: the number of CPUs, between 2 and 8). Takes effect when the
+    /// pool starts, on the first offload.
+    pub fn set_executor_threads(&mut self, threads: usize) {
+        self.executor_threads = threads.max(1);
+    }
+
+    /// Runs `work` on the loop's thread pool, then `done(loop, result)` on the
+    /// loop's thread. The loop keeps serving meanwhile, and [`run`](EventLoop::run)
+    /// does not return while offloaded work is pending. If `work` panics,
+    /// `done` is not called and the panic goes to the error handler as an error.
+    /// Dropping the loop waits for running work to finish.
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the pool's threads cannot be started.
+    pub fn run_in_executor<R, W, D>(&mut self, work: W, done: D) -> Result<()>
+    where
+        R: Send + 'static,
+        W: FnOnce() -> R + Send + 'static,
+        D: FnOnce(&mut EventLoop<B>, R) -> anyhow::Result<()> + 'static,
+    {
+        if self.executor.is_none() {
+            self.executor = Some(Executor::new(self.executor_threads)?);
+        }
+        let job = self.jobs.insert(Box::new(
+            move |lp: &mut EventLoop<B>, result: Box<dyn Any + Send>| {
+                done(
+                    lp,
+                    *result.downcast::<R>().expect("the job's own result type"),
+                )
+            },
+        ));
+        let remote = Arc::clone(&self.remote);
+        let executor = self.executor.as_ref().expect("started above");
+        executor.submit(Box::new(move || {
+            let result = panic::catch_unwind(AssertUnwindSafe(work));
+            remote.push(Box::new(move |lp: &mut EventLoop<B>| {
+                let done = lp.jobs.remove(job);
+                match result {
+                    Ok(value) => done(lp, Box::new(value)),
+                    Err(panic) => Err(anyhow::anyhow!(
+                        "offloaded work panicked: {}",
+                        panic_message(&*panic)
+                    )),
+                }
+            }));
+        }));
+        Ok(())
+    }
+}
 
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
 

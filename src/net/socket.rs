@@ -1,55 +1,21 @@
-//! Networking helpers: listeners, accepted and connecting streams set up for
-//! a selector, so that examples and tests never repeat socket boilerplate.
+//! Socket set-up: listeners, accepted and connecting streams made ready for
+//! a selector (non-blocking, Nagle off), and [`stream_pair`].
 //!
 //! ```
-//! use std::io::{Read, Write};
-//! use std::time::Duration;
-//! use selectloop::net::{accept_nonblocking, connect_nonblocking, finish_connect, ListenerBuilder};
-//! use selectloop::{AnySource, DefaultSelector, Selector, EVENT_READ, EVENT_WRITE};
+//! use selectloop::net::{stream_pair, ListenerBuilder};
 //!
-//! // Non-blocking, backlog 1024, SO_REUSEADDR on Unix.
-//! let listener = ListenerBuilder::new("127.0.0.1:0").build()?;
-//! // Returns at once; the connection completes in the background.
-//! let client = connect_nonblocking(listener.local_addr()?)?;
-//!
-//! let mut server = None;
-//! // Two kinds of object in one selector: each registered as a boxed clone.
-//! let mut sel: DefaultSelector<AnySource, &str> = DefaultSelector::new()?;
-//! sel.register(AnySource::new(listener.try_clone()?), EVENT_READ, "accept")?;
-//! sel.register(AnySource::new(client.try_clone()?), EVENT_WRITE, "connected")?;
-//! while !sel.get_map()?.is_empty() {
-//!     let ready: Vec<_> = sel.select(Some(Duration::from_secs(5)))?.map(|(k, _)| (k.fd, k.data)).collect();
-//!     assert!(!ready.is_empty(), "timed out");
-//!     for (fd, what) in ready {
-//!         match what {
-//!             "accept" => server = Some(accept_nonblocking(&listener)?.0),
-//!             _ => finish_connect(&client)?, // Err if the connect failed
-//!         }
-//!         sel.unregister(fd)?;
-//!     }
-//! }
-//! let mut server = server.as_ref().unwrap(); // non-blocking, Nagle off
-//! assert_eq!(server.peer_addr()?, client.local_addr()?);
-//!
-//! (&client).write_all(b"hi")?;
-//! sel.register(AnySource::new(server.try_clone()?), EVENT_READ, "read")?;
-//! assert_eq!(sel.select(Some(Duration::from_secs(5)))?.len(), 1);
-//! let mut buf = [0; 2];
-//! server.read_exact(&mut buf)?;
-//! assert_eq!(&buf, b"hi");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let listener = ListenerBuilder::new("127.0.0.1:0").backlog(16).build()?;
+//! assert_ne!(listener.local_addr()?.port(), 0); // non-blocking, SO_REUSEADDR on Unix
+//! let (client, server) = stream_pair()?; // connected, non-blocking, Nagle off
+//! assert!(client.nodelay()? && server.nodelay()?);
+//! # std::io::Result::Ok(())
 //! ```
-//!
-//! For tests, [`stream_pair`] gives two connected non-blocking loopback
-//! streams in one call, on every platform.
-
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
-
-use crate::{Backend, EventLoop, Token, EVENT_READ};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+
+use crate::sys;
 
 /// The listen backlog a [`ListenerBuilder`] uses unless told otherwise.
 ///
@@ -208,10 +174,11 @@ impl ListenerBuilder {
     fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         // See the type's documentation: right on Unix, port stealing on Windows.
-        #[cfg(unix)]
-        socket.set_reuse_address(true)?;
+        if sys::LISTENERS_REUSE_ADDRESS {
+            socket.set_reuse_address(true)?;
+        }
         if self.reuse_port {
-            set_reuse_port(&socket)?;
+            sys::set_reuse_port(&socket)?;
         }
         if addr.is_ipv6() {
             socket.set_only_v6(self.only_v6)?;
@@ -221,30 +188,6 @@ impl ListenerBuilder {
         socket.set_nonblocking(self.nonblocking)?;
         Ok(socket.into())
     }
-}
-
-#[cfg(target_os = "freebsd")]
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
-    // Plain SO_REUSEPORT on FreeBSD shares the port without balancing.
-    socket.set_reuse_port_lb(true)
-}
-
-// socket2 has no SO_REUSEPORT for Solaris, illumos (nor Cygwin and NuttX,
-// which this crate does not target).
-#[cfg(all(
-    unix,
-    not(any(target_os = "freebsd", target_os = "solaris", target_os = "illumos"))
-))]
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
-    socket.set_reuse_port(true)
-}
-
-#[cfg(not(all(unix, not(any(target_os = "solaris", target_os = "illumos")))))]
-fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "SO_REUSEPORT is not supported on this platform",
-    ))
 }
 
 /// Accepts one connection from `listener` and makes it ready for a
@@ -284,131 +227,13 @@ fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
 /// let (stream, peer) = accept_nonblocking(&listener)?;
 /// assert_eq!(peer, client.local_addr()?);
 /// assert!(stream.nodelay()?);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), selectloop::Error>(())
 /// ```
 pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
     let (stream, peer) = listener.accept()?;
     stream.set_nonblocking(true)?;
     stream.set_nodelay(true)?;
     Ok((stream, peer))
-}
-
-/// How long [`serve`] stops accepting after an error it cannot skip.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// Serves `listener` on `lp`: accepts each connection (non-blocking, Nagle
-/// off) and hands it to `on_accept(loop, stream, peer)`. The loop's version of
-/// Python's `asyncio.start_server`, and the accept loop every server here
-/// would otherwise repeat.
-///
-/// - Accepts up to 64 connections per wake-up, so one busy listener cannot
-///   starve the loop's other sources.
-/// - A connection that gave up while queued (`ECONNABORTED`, `ECONNRESET`)
-///   and `EINTR` are skipped; so is a connection whose non-blocking / no-delay
-///   set-up fails (the error goes to the error handler, as below).
-/// - Any other accept error (out of descriptors, `EMFILE`/`ENFILE`, or out of
-///   memory) would leave the listener readable and the loop spinning: it is
-///   logged (`log::warn!`) and the listener [paused](EventLoop::pause) for
-///   [`ACCEPT_PAUSE`], after which accepting resumes.
-/// - An error returned by `on_accept` goes to the loop's
-///   [error handler](EventLoop::set_error_handler) without a token: it
-///   concerns that connection, and the listener keeps serving.
-///
-/// Returns the listener's token: unregister it (or [`take`](EventLoop::take)
-/// it back) to stop serving.
-///
-/// # Errors
-/// - [`Error::Io`](crate::Error::Io) if the listener cannot be made
-///   non-blocking or registered.
-///
-/// # Examples
-/// ```
-/// use std::io::{Read, Write};
-/// use std::net::TcpStream;
-/// use selectloop::net::{serve, ListenerBuilder};
-/// use selectloop::{EventLoop, EVENT_READ};
-///
-/// let mut lp = EventLoop::new()?;
-/// let listener = ListenerBuilder::new("127.0.0.1:0").build()?;
-/// let addr = listener.local_addr()?;
-/// let server = serve(&mut lp, listener, |lp, stream, _peer| {
-///     lp.register(stream, EVENT_READ, |lp, stream: &mut TcpStream, _mask| {
-///         let mut buf = [0; 64];
-///         let n = stream.read(&mut buf)?;
-///         stream.write_all(&buf[..n])?;
-///         lp.stop();
-///         Ok(())
-///     })?;
-///     Ok(())
-/// })?;
-///
-/// let mut client = TcpStream::connect(addr)?;
-/// client.write_all(b"ping")?;
-/// lp.run()?;
-/// let mut echoed = [0; 4];
-/// client.read_exact(&mut echoed)?;
-/// assert_eq!(&echoed, b"ping");
-/// lp.unregister(server)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn serve<B, C>(
-    lp: &mut EventLoop<B>,
-    listener: TcpListener,
-    mut on_accept: C,
-) -> crate::Result<Token>
-where
-    B: Backend,
-    C: FnMut(&mut EventLoop<B>, TcpStream, SocketAddr) -> anyhow::Result<()> + 'static,
-{
-    listener.set_nonblocking(true)?;
-    lp.register(
-        listener,
-        EVENT_READ,
-        move |lp, listener: &mut TcpListener, _mask| {
-            for _ in 0..64 {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        // A failed set-up concerns this connection only.
-                        let setup = stream
-                            .set_nonblocking(true)
-                            .and_then(|()| stream.set_nodelay(true));
-                        let result = match setup {
-                            Ok(()) => on_accept(lp, stream, peer),
-                            Err(e) => Err(e.into()),
-                        };
-                        if let Err(error) = result {
-                            lp.report_detached(error);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted
-                                | io::ErrorKind::ConnectionReset
-                                | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        let me = lp.current_token().expect("called by the loop");
-                        log::warn!(
-                            "accept on {} failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}",
-                            listener
-                                .local_addr()
-                                .map_or_else(|_| "?".to_string(), |a| a.to_string())
-                        );
-                        lp.pause(me)?;
-                        lp.call_later(ACCEPT_PAUSE, move |lp| match lp.resume(me) {
-                            // Unregistered meanwhile: nothing to resume.
-                            Ok(()) | Err(crate::Error::InvalidToken) => Ok(()),
-                            Err(e) => Err(e.into()),
-                        });
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
 }
 
 /// Starts connecting to `addr` without waiting: returns a non-blocking
@@ -439,7 +264,7 @@ where
 /// sel.register(&stream, EVENT_WRITE, ())?;
 /// assert_eq!(sel.select(Some(Duration::from_secs(5)))?.len(), 1);
 /// finish_connect(&stream)?; // connected
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), selectloop::Error>(())
 /// ```
 pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -449,20 +274,10 @@ pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
         Ok(()) => {}
         // Windows: WSAEWOULDBLOCK. Unix: EINPROGRESS (EAGAIN for some
         // address families). Either way the attempt goes on in the kernel.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock || in_progress(&e) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock || sys::connect_in_progress(&e) => {}
         Err(e) => return Err(e),
     }
     Ok(socket.into())
-}
-
-#[cfg(unix)]
-fn in_progress(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EINPROGRESS)
-}
-
-#[cfg(not(unix))]
-fn in_progress(_e: &io::Error) -> bool {
-    false
 }
 
 /// Tells how a connect started by [`connect_nonblocking`] ended, once the
@@ -518,7 +333,7 @@ pub fn finish_connect(stream: &TcpStream) -> io::Result<()> {
 /// # assert_eq!(sel.select(Some(std::time::Duration::from_secs(5)))?.len(), 1);
 /// (&b).read_exact(&mut buf)?;
 /// assert_eq!(&buf, b"hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), selectloop::Error>(())
 /// ```
 pub fn stream_pair() -> io::Result<(TcpStream, TcpStream)> {
     let listener = ListenerBuilder::new((Ipv4Addr::LOCALHOST, 0))

@@ -10,45 +10,28 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::{Backend, Error, EventLoop, Result, Token};
+use super::{EventLoop, Token};
+use crate::{Backend, Error, Result};
+
+cfg_if::cfg_if! {
+    if #[cfg(unix)] {
+        mod unix;
+        use self::unix as imp;
+    } else {
+        mod windows;
+        use self::windows as imp;
+    }
+}
 
 /// A signal the loop can handle.
 ///
 /// Portable: [`Signal::INT`] (SIGINT, or Ctrl-C on Windows). On Unix, any
-/// catchable signal number works through [`Signal::from_raw`].
+/// catchable signal number works through `Signal::from_raw`, and `TERM`,
+/// `HUP`, `USR1` and `USR2` have names; on Windows, `BREAK` (Ctrl-Break).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signal(i32);
 
 impl Signal {
-    /// Interrupt: SIGINT on Unix, Ctrl-C on Windows.
-    #[cfg(unix)]
-    pub const INT: Signal = Signal(libc::SIGINT);
-    /// Interrupt: SIGINT on Unix, Ctrl-C on Windows.
-    #[cfg(windows)]
-    pub const INT: Signal = Signal(crate::sys::CTRL_C);
-    /// Ctrl-Break (Windows only).
-    #[cfg(windows)]
-    pub const BREAK: Signal = Signal(crate::sys::CTRL_BREAK);
-    /// SIGTERM (Unix only).
-    #[cfg(unix)]
-    pub const TERM: Signal = Signal(libc::SIGTERM);
-    /// SIGHUP (Unix only).
-    #[cfg(unix)]
-    pub const HUP: Signal = Signal(libc::SIGHUP);
-    /// SIGUSR1 (Unix only).
-    #[cfg(unix)]
-    pub const USR1: Signal = Signal(libc::SIGUSR1);
-    /// SIGUSR2 (Unix only).
-    #[cfg(unix)]
-    pub const USR2: Signal = Signal(libc::SIGUSR2);
-
-    /// A signal by number (Unix). Whether it can be handled is checked by
-    /// [`EventLoop::add_signal_handler`].
-    #[cfg(unix)]
-    pub const fn from_raw(signum: i32) -> Signal {
-        Signal(signum)
-    }
-
     /// The signal's number (on Windows, the console control event).
     pub const fn as_raw(self) -> i32 {
         self.0
@@ -81,7 +64,7 @@ struct Registration<B: Backend> {
     /// The loop's source that receives the signal (Unix).
     token: Option<Token>,
     /// How to stop the delivery.
-    id: crate::sys::SignalId,
+    id: imp::SignalId,
     /// `None` while it runs.
     callback: Option<SignalCallback<B>>,
 }
@@ -115,7 +98,7 @@ impl<B: Backend> EventLoop<B> {
         callback: impl FnMut(&mut EventLoop<B>) -> anyhow::Result<()> + 'static,
     ) -> Result<()> {
         self.remove_signal_handler(signal)?;
-        let (token, id) = crate::sys::add_signal(self, signal)?;
+        let (token, id) = imp::add_signal(self, signal)?;
         let callback: SignalCallback<B> = Box::new(callback);
         self.signals.map.insert(
             signal,
@@ -136,7 +119,7 @@ impl<B: Backend> EventLoop<B> {
     pub fn remove_signal_handler(&mut self, signal: Signal) -> Result<bool> {
         match self.signals.map.remove(&signal) {
             Some(Registration { token, id, .. }) => {
-                crate::sys::remove_signal(id);
+                imp::remove_signal(id);
                 match token.map(|token| self.unregister(token)) {
                     None | Some(Ok(())) | Some(Err(Error::InvalidToken)) => Ok(true),
                     Some(Err(e)) => Err(e),
@@ -173,7 +156,7 @@ impl<B: Backend> Drop for Signals<B> {
     /// with [`EventLoop::remove_signal_handler`].
     fn drop(&mut self) {
         for (_, registration) in self.map.drain() {
-            crate::sys::remove_signal(registration.id);
+            imp::remove_signal(registration.id);
         }
     }
 }
