@@ -218,8 +218,9 @@ fn echo_many(addr: SocketAddr, conns: usize, pool: &Rc<Pool>, rng: &mut Rng) -> 
         lp.register(
             stream,
             EVENT_READ | EVENT_WRITE,
-            move |lp, stream: &mut TcpStream, mask| {
-                let me = lp.current_token().expect("inside a callback");
+            move |lp, stream: &mut TcpStream, ev| {
+                let mask = ev.mask();
+                let me = ev.token();
                 let done = match client.on_ready(stream, mask, &pool) {
                     Ok(false) => {
                         if client.sent == client.len {

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use selectloop::{Error, EventLoop, Interest, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::{Error, EventLoop, Interest, IoEvent, EVENT_READ, EVENT_WRITE};
 
 use loop_util::Watchdog;
 
@@ -102,6 +102,7 @@ struct State {
     violations: Vec<String>,
 }
 
+type Token = selectloop::Token<TcpStream>;
 type Shared = Rc<RefCell<State>>;
 
 impl State {
@@ -135,8 +136,8 @@ fn register_conn(
 ) {
     let st2 = Rc::clone(st);
     let token = lp
-        .register(obj, events, move |lp, conn: &mut TcpStream, mask| {
-            on_ready(lp, conn, mask, id, &st2)
+        .register(obj, events, move |lp, conn: &mut TcpStream, ev| {
+            on_ready(lp, conn, ev, id, &st2)
         })
         .expect("register");
     assert!(s.alive.insert(token), "a fresh token must be new");
@@ -146,11 +147,11 @@ fn register_conn(
 fn on_ready(
     lp: &mut EventLoop,
     conn: &mut TcpStream,
-    mask: Interest,
+    ev: IoEvent<TcpStream>,
     id: usize,
     st: &Shared,
 ) -> anyhow::Result<()> {
-    let me = lp.current_token().expect("inside a callback");
+    let (me, mask) = (ev.token(), ev.mask());
     let mut guard = st.borrow_mut();
     let s: &mut State = &mut guard;
     s.counts.callbacks += 1;
@@ -291,8 +292,8 @@ fn on_ready(
                 };
                 if let Some((j, t)) = target {
                     let st2 = Rc::clone(st);
-                    lp.set_callback(t, move |lp, conn: &mut TcpStream, mask| {
-                        on_ready(lp, conn, mask, j, &st2)
+                    lp.set_callback(t, move |lp, conn: &mut TcpStream, ev| {
+                        on_ready(lp, conn, ev, j, &st2)
                     })?;
                     s.counts.set_callbacks += 1;
                 }
@@ -372,7 +373,7 @@ fn callbacks_reshuffling_a_thousand_connections_lose_nothing() {
     }
     // A janitor gives parked connections back even when no callback runs
     // (e.g. the last busy connection was parked), and ends with the work.
-    let janitor_handle: Rc<RefCell<Option<selectloop::TimerHandle>>> = Rc::default();
+    let janitor_handle: Rc<RefCell<Option<selectloop::CallHandle>>> = Rc::default();
     let (st2, jh) = (Rc::clone(&st), Rc::clone(&janitor_handle));
     let janitor = lp.call_every(Duration::from_millis(2), move |lp| {
         let mut guard = st2.borrow_mut();

@@ -265,6 +265,42 @@ impl<B: Backend> EventLoop<B> {
     /// - [`Error::InUse`] if called from the source's own callback, which
     ///   borrows the object (it stays registered; use [`unregister`](EventLoop::unregister)
     ///   there, or take it from a [`call_soon`](EventLoop::call_soon) callback).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use selectloop::{EventLoop, EVENT_READ};
+    ///
+    /// let mut lp = EventLoop::new()?;
+    /// let token = lp.register(UdpSocket::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+    /// let socket: UdpSocket = lp.take(token)?;
+    /// # drop(socket);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// The token's type is the object's: asking for another does not compile.
+    ///
+    /// ```compile_fail,E0308
+    /// use std::net::{TcpListener, UdpSocket};
+    /// use selectloop::{EventLoop, EVENT_READ};
+    ///
+    /// let mut lp = EventLoop::new()?;
+    /// let token = lp.register(UdpSocket::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+    /// let listener: TcpListener = lp.take(token)?; // error[E0308]: mismatched types
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Nor does taking through an erased token, which names a source of any type:
+    ///
+    /// ```compile_fail,E0277
+    /// use std::net::UdpSocket;
+    /// use selectloop::{EventLoop, Token, EVENT_READ};
+    ///
+    /// let mut lp = EventLoop::new()?;
+    /// let token: Token = lp.register(UdpSocket::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?.erase();
+    /// let socket = lp.take(token)?; // error[E0277]: `dyn Any` is not a `Source`
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn take<T: Source + 'static>(&mut self, token: Token<T>) -> Result<T> {
         let entry = self.entry(token)?;
         if entry.handler.is_none() {
@@ -360,6 +396,18 @@ impl<B: Backend> EventLoop<B> {
     ///
     /// # Errors
     /// - [`Error::InvalidToken`] if the source is unregistered.
+    ///
+    /// A callback for another type of object does not compile:
+    ///
+    /// ```compile_fail,E0631
+    /// use std::net::{TcpListener, UdpSocket};
+    /// use selectloop::{EventLoop, EVENT_READ};
+    ///
+    /// let mut lp = EventLoop::new()?;
+    /// let token = lp.register(UdpSocket::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+    /// lp.set_callback(token, |_, _listener: &mut TcpListener, _| Ok(()))?; // error[E0631]
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_callback<T, C>(&mut self, token: Token<T>, callback: C) -> Result<()>
     where
         T: Source + 'static,

@@ -182,7 +182,7 @@ impl Drop for Watchdog {
 }
 
 /// The slot number of a token, from its `Display` form `#slot.generation`.
-pub fn token_slot(token: Token) -> usize {
+pub fn token_slot<T: ?Sized>(token: Token<T>) -> usize {
     let s = token.to_string();
     let slot = s
         .trim_start_matches('#')
