@@ -95,7 +95,8 @@ pub(crate) fn emit(level: log::Level, message: fmt::Arguments<'_>) {
 
 impl<B: Backend> EventLoop<B> {
     /// Replaces the error handler, which gets every error a callback returns.
-    /// The default logs it through the `log` crate (with descriptor and peer)
+    /// The default reports it (with descriptor and peer) through the `log`
+    /// crate, or as one line on standard error when no logger takes it,
     /// and unregisters the failing source; a handler of yours decides for
     /// itself (call [`unregister`](EventLoop::unregister) with `error.token` to
     /// do the same).
@@ -106,7 +107,7 @@ impl<B: Backend> EventLoop<B> {
         self.error_handler = Some(Box::new(handler));
     }
 
-    /// Warns (through `log`) about every callback that runs longer than
+    /// Warns (through `log`, or on standard error without a logger) about every callback that runs longer than
     /// `threshold`, as asyncio's debug mode does (`None`, the default, turns
     /// it off; asyncio's threshold is 100 ms). Costs two clock reads per callback.
     pub fn set_slow_callback_threshold(&mut self, threshold: Option<Duration>) {
