@@ -47,18 +47,26 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+#[cfg(feature = "event-loop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "event-loop")))]
 pub mod event_loop;
 mod interest;
 mod key;
+#[cfg(feature = "net")]
+#[cfg_attr(docsrs, doc(cfg(feature = "net")))]
 pub mod net;
 pub mod selector;
 mod sys;
 
 pub use crate::error::{Error, RegisterError, Result};
+#[cfg(feature = "signals")]
+pub use crate::event_loop::Signal;
 #[allow(deprecated)]
+#[cfg(feature = "event-loop")]
 pub use crate::event_loop::TimerHandle;
+#[cfg(feature = "event-loop")]
 pub use crate::event_loop::{
-    CallHandle, CallbackError, EventLoop, IoEvent, LoopGroup, LoopHandle, LoopStats, Signal, Token,
+    CallHandle, CallbackError, EventLoop, IoEvent, LoopGroup, LoopHandle, LoopStats, Token,
 };
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;
@@ -106,6 +114,6 @@ cfg_if::cfg_if! {
 }
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "event-loop", feature = "signals", feature = "net"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -1,6 +1,7 @@
 //! `examples/chat` run as a process, with blocking clients here: broadcast
 //! to every other client, whole lines from interleaved fragments, resets and
 //! closes, an overlong line, a reader that never reads, and SIGINT.
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 mod example_util;
 

@@ -4,6 +4,7 @@
 //! Each test names, in the comment above it, the mutation of `src/` it
 //! catches. Where `stop()` itself is under test, an aborting watchdog
 //! bounds the run instead.
+#![cfg(all(feature = "event-loop", feature = "net"))]
 
 mod loop_util;
 

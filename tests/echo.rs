@@ -2,6 +2,7 @@
 //! connections multiplexed on one `EventLoop` here, every byte checked; a
 //! client that resets mid-stream; one that half-closes; `--upper`;
 //! `--threads 2`; SIGINT; and Python's asyncio as a client nobody here wrote.
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 #[cfg(unix)]
 mod common;

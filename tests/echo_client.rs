@@ -2,6 +2,7 @@
 //! verifies and exits 0; against servers written here to be wrong (a
 //! corrupted byte, an early close, an extra byte, no reply, nobody
 //! listening) it exits non-zero and says what went wrong.
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 mod example_util;
 

@@ -5,6 +5,7 @@
 //!
 //! Each test names, in the comment above it, the mutation of `src/` it
 //! catches. Everything is loopback; every blocking run has a watchdog.
+#![cfg(all(feature = "event-loop", feature = "net"))]
 
 mod loop_util;
 

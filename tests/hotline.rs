@@ -4,6 +4,7 @@
 //!
 //! Every read has a 10 s timeout, so a server that stops answering fails the
 //! test instead of hanging it.
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 mod example_util;
 

@@ -3,6 +3,7 @@
 //!
 //! Every wait is bounded: reads time out after [`PATIENCE`], and the
 //! timeout tests use short timeouts set by the server's flags.
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 mod example_util;
 

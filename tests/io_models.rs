@@ -5,6 +5,7 @@
 //!
 //! Every read has a timeout (10 s where data is expected), so a server that
 //! stops answering fails the test instead of hanging it.
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 mod example_util;
 

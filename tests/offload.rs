@@ -1,5 +1,6 @@
 //! examples/offload.rs as a real process: file reads on the loop's thread
 //! pool while the loop keeps echoing. Every wait is bounded by [`PATIENCE`].
+#![cfg(all(feature = "event-loop", feature = "signals", feature = "net"))]
 
 mod example_util;
 

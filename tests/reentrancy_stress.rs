@@ -16,6 +16,7 @@
 //! - no byte is lost, duplicated or reordered: each connection reads exactly
 //!   the stream its client wrote, then EOF (catches: an object dropped or
 //!   swapped by take / re-register / set_callback).
+#![cfg(all(feature = "event-loop", feature = "net"))]
 
 mod loop_util;
 

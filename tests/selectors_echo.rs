@@ -6,6 +6,7 @@
 //! Every wait is bounded: sockets carry read and write timeouts, the server's
 //! first line is awaited with a timeout, and the server process is killed
 //! when a test ends, passing or not.
+#![cfg(feature = "net")]
 
 use std::env;
 use std::ffi::OsString;

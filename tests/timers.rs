@@ -5,6 +5,7 @@
 //!
 //! Each test names, in the comment above it, the mutation of `src/` it
 //! catches. Elapsed-time checks have generous bounds; nothing sleeps.
+#![cfg(all(feature = "event-loop", feature = "net"))]
 
 mod loop_util;
 

@@ -75,6 +75,7 @@ mod registry;
 mod remote;
 mod report;
 mod schedule;
+#[cfg(feature = "signals")]
 mod signal;
 mod token;
 
@@ -95,9 +96,11 @@ pub use self::remote::LoopHandle;
 pub use self::report::{CallbackError, LoopStats};
 #[allow(deprecated)]
 pub use self::schedule::{CallHandle, TimerHandle};
+#[cfg(feature = "signals")]
 pub use self::signal::Signal;
 pub use self::token::{IoEvent, Token};
 
+#[cfg(feature = "net")]
 pub(crate) use self::report::emit;
 
 use self::offload::{DoneCallback, Executor};
@@ -200,6 +203,7 @@ pub struct EventLoop<B: Backend = DefaultBackend> {
     error_handler: Option<ErrorHandler<B>>,
     slow_threshold: Option<Duration>,
     stats: LoopStats,
+    #[cfg(feature = "signals")]
     signals: signal::Signals<B>,
 }
 
@@ -241,6 +245,7 @@ impl<B: Backend> EventLoop<B> {
             error_handler: None,
             slow_threshold: None,
             stats: LoopStats::default(),
+            #[cfg(feature = "signals")]
             signals: Default::default(),
         })
     }

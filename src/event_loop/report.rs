@@ -121,6 +121,7 @@ impl<B: Backend> EventLoop<B> {
 
     /// Reports an error that belongs to no source (an accepted connection's
     /// setup in [`net::serve`](crate::net::serve), say) to the error handler.
+    #[cfg(feature = "net")]
     pub(crate) fn report_detached(&mut self, error: anyhow::Error) {
         self.report(None, None, None, error);
     }

@@ -43,9 +43,11 @@
 //! [`serve`] is the event loop's accept loop. For tests, [`stream_pair`] gives two connected non-blocking loopback
 //! streams in one call, on every platform.
 
+#[cfg(feature = "event-loop")]
 mod serve;
 mod socket;
 
+#[cfg(feature = "event-loop")]
 pub use self::serve::{serve, ACCEPT_PAUSE};
 pub use self::socket::{
     accept_nonblocking, connect_nonblocking, finish_connect, stream_pair, ListenerBuilder,

@@ -107,11 +107,13 @@ pub(crate) unsafe fn borrow<'a>(fd: Fd) -> std::os::fd::BorrowedFd<'a> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+#[cfg(feature = "event-loop")]
 /// A registered descriptor the event loop hands to its selector, while the
 /// object that owns the descriptor sits beside it in the key's data.
 #[derive(Debug)]
 pub(crate) struct LoopFd(pub(crate) Fd);
 
+#[cfg(feature = "event-loop")]
 impl AsFd for LoopFd {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         // SAFETY: the event loop creates a `LoopFd` only for a descriptor whose
@@ -135,12 +137,13 @@ impl AsFd for crate::AnySource {
     }
 }
 
+#[cfg(feature = "net")]
 /// Whether listeners get `SO_REUSEADDR`: on Unix it lets a restarted server
 /// bind while old connections linger in `TIME_WAIT`.
 pub(crate) const LISTENERS_REUSE_ADDRESS: bool = true;
 
 /// Sets `SO_REUSEPORT`, or what balances connections like it.
-#[cfg(target_os = "freebsd")]
+#[cfg(all(feature = "net", target_os = "freebsd"))]
 pub(crate) fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
     // Plain SO_REUSEPORT on FreeBSD shares the port without balancing.
     socket.set_reuse_port_lb(true)
@@ -149,13 +152,16 @@ pub(crate) fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
 /// Sets `SO_REUSEPORT`, or what balances connections like it.
 // socket2 has no SO_REUSEPORT for Solaris, illumos (nor Cygwin and NuttX,
 // which this crate does not target).
-#[cfg(not(any(target_os = "freebsd", target_os = "solaris", target_os = "illumos")))]
+#[cfg(all(
+    feature = "net",
+    not(any(target_os = "freebsd", target_os = "solaris", target_os = "illumos"))
+))]
 pub(crate) fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
     socket.set_reuse_port(true)
 }
 
 /// Sets `SO_REUSEPORT`, or what balances connections like it.
-#[cfg(any(target_os = "solaris", target_os = "illumos"))]
+#[cfg(all(feature = "net", any(target_os = "solaris", target_os = "illumos")))]
 pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -163,6 +169,7 @@ pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
     ))
 }
 
+#[cfg(feature = "net")]
 /// True if a non-blocking `connect` failed only because it goes on in the
 /// background (`EINPROGRESS`).
 pub(crate) fn connect_in_progress(e: &io::Error) -> bool {

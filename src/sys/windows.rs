@@ -109,11 +109,13 @@ pub(crate) unsafe fn borrow<'a>(fd: Fd) -> std::os::windows::io::BorrowedSocket<
     unsafe { std::os::windows::io::BorrowedSocket::borrow_raw(fd) }
 }
 
+#[cfg(feature = "event-loop")]
 /// A registered socket the event loop hands to its selector, while the
 /// object that owns the socket sits beside it in the key's data.
 #[derive(Debug)]
 pub(crate) struct LoopFd(pub(crate) Fd);
 
+#[cfg(feature = "event-loop")]
 impl AsSocket for LoopFd {
     fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
         // SAFETY: the event loop creates a `LoopFd` only for a socket whose
@@ -137,12 +139,14 @@ impl AsSocket for crate::AnySource {
     }
 }
 
+#[cfg(feature = "net")]
 /// Whether listeners get `SO_REUSEADDR`: not on Windows, where it lets
 /// another socket steal the port (and rebinding over `TIME_WAIT` works
 /// without it).
 pub(crate) const LISTENERS_REUSE_ADDRESS: bool = false;
 
 /// `SO_REUSEPORT` does not exist on Windows.
+#[cfg(feature = "net")]
 pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -150,6 +154,7 @@ pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
     ))
 }
 
+#[cfg(feature = "net")]
 /// True if a non-blocking `connect` failed only because it goes on in the
 /// background (Windows reports `WSAEWOULDBLOCK`, which is `WouldBlock`).
 pub(crate) fn connect_in_progress(_e: &io::Error) -> bool {
