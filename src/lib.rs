@@ -113,6 +113,35 @@ cfg_if::cfg_if! {
     }
 }
 
+/// Which public types cross threads, checked at compile time. `EventLoop`
+/// and `CallHandle` are deliberately not `Send` (callbacks need not be):
+/// their `compile_fail` doctests check that.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Error>();
+    send_sync::<Interest>();
+    send_sync::<Waker>();
+    send_sync::<SelectorKey<std::net::TcpStream, ()>>();
+    send_sync::<RegisterError<std::net::TcpStream>>();
+    send::<DefaultSelector<std::net::TcpStream, ()>>();
+    send::<PollSelector<std::net::TcpStream, ()>>();
+    #[cfg(feature = "event-loop")]
+    {
+        send_sync::<LoopHandle>();
+        send_sync::<LoopGroup>();
+        send_sync::<LoopStats>();
+        send_sync::<CallbackError>();
+        send_sync::<Token>();
+        send_sync::<Token<std::rc::Rc<()>>>();
+        send_sync::<IoEvent<std::rc::Rc<()>>>();
+    }
+    #[cfg(feature = "signals")]
+    send_sync::<Signal>();
+    #[cfg(feature = "net")]
+    send_sync::<net::ListenerBuilder>();
+};
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "event-loop", feature = "signals", feature = "net"))]
 #[doc = include_str!("../README.md")]

@@ -175,6 +175,17 @@ use crate::{Backend, BaseSelector, DefaultBackend, Error, Result, Selector};
 /// ```
 ///
 ///
+/// # Threads
+/// A loop stays on the thread that made it: it is not `Send`, so callbacks
+/// need not be either (they may hold `Rc`s). Other threads reach it through a
+/// [`LoopHandle`] (`Send + Sync`); [`LoopGroup`] runs one loop per thread.
+///
+/// ```compile_fail,E0277
+/// fn send<T: Send>(_: T) {}
+/// send(selectloop::EventLoop::new()?); // error[E0277]: cannot be sent between threads
+/// # Ok::<(), selectloop::Error>(())
+/// ```
+///
 /// `B` is the selector backend; the default is
 /// [`DefaultSelector`](crate::DefaultSelector)'s, and
 /// [`EventLoop::with_backend`] takes any other. The [module

@@ -67,6 +67,17 @@ impl Shared {
 /// [`call_later`](crate::EventLoop::call_later), [`call_at`](crate::EventLoop::call_at)
 /// or [`call_every`](crate::EventLoop::call_every).
 ///
+/// It belongs to the loop's thread (it is not `Send`); to cancel from
+/// another thread, send a [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe)
+/// callback that cancels it.
+///
+/// ```compile_fail,E0277
+/// fn send<T: Send>(_: T) {}
+/// let mut lp = selectloop::EventLoop::new()?;
+/// send(lp.call_soon(|_| Ok(()))); // error[E0277]: `Rc<..>` cannot be sent between threads
+/// # Ok::<(), selectloop::Error>(())
+/// ```
+///
 /// Dropping the handle does not cancel the callback. (asyncio has `Handle`
 /// for `call_soon` and `TimerHandle` for the timers; one type does both here.)
 #[derive(Clone)]
