@@ -43,13 +43,14 @@
 //! [`serve`] is the event loop's accept loop. For tests, [`stream_pair`] gives two connected non-blocking loopback
 //! streams in one call, on every platform.
 
+mod pair;
 #[cfg(feature = "event-loop")]
 mod serve;
 mod socket;
 
+pub use self::pair::stream_pair;
 #[cfg(feature = "event-loop")]
 pub use self::serve::{serve, ACCEPT_PAUSE};
 pub use self::socket::{
-    accept_nonblocking, connect_nonblocking, finish_connect, stream_pair, ListenerBuilder,
-    DEFAULT_BACKLOG,
+    accept_nonblocking, connect_nonblocking, finish_connect, ListenerBuilder, DEFAULT_BACKLOG,
 };

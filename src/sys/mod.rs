@@ -1,11 +1,20 @@
-//! The only place, besides the backend choice in `lib.rs`, that names an OS.
+//! Operating-system bindings: the types and calls that differ between Unix and
+//! Windows, with no knowledge of selectors or the loop (nothing here imports
+//! them).
+//!
+//! Besides this module, OS names appear only in files that exist for one OS
+//! or one backend: `selector/select.rs` (select(2), Unix), the platform list
+//! of `selector/mod.rs` (which selector aliases exist where), the backend
+//! choice in `lib.rs`, and `event_loop/signal/{unix,windows}.rs`.
 //!
 //! Each platform file provides:
 //! - `Fd`: what Python calls a file descriptor (`RawFd` on Unix, `RawSocket` on Windows);
 //! - `Source`: the one trait a registrable object implements (blanket over `AsFd` / `AsSocket`);
 //! - `WakePipe`: a pair of connected endpoints a poll(2)-style backend watches so that
 //!   another thread can interrupt its wait;
-//! - `poll`: one call of poll(2) / WSAPoll over a slice of `PollFd`, with its flag constants.
+//! - `poll`: one call of poll(2) / WSAPoll over a slice of `PollFd`, with its flag constants;
+//! - `borrow` and `LoopFd` (feature `event-loop`): a registered descriptor borrowed by number;
+//! - with feature `net`: `LISTENERS_REUSE_ADDRESS`, `set_reuse_port`, `connect_in_progress`.
 
 cfg_if::cfg_if! {
     if #[cfg(unix)] {
