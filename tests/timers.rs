@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use selectloop::{EventLoop, TimerHandle, EVENT_READ};
+use selectloop::{EventLoop, CallHandle, EVENT_READ};
 
 use loop_util::{loop_pair, wait_readable, Watchdog, PATIENCE};
 
@@ -120,7 +120,7 @@ fn cancelled_before_firing_never_runs() {
 #[test]
 fn call_every_cancelled_from_its_own_callback_runs_exactly_n_times() {
     let mut lp = EventLoop::new().unwrap();
-    let handle: Rc<RefCell<Option<TimerHandle>>> = Rc::default();
+    let handle: Rc<RefCell<Option<CallHandle>>> = Rc::default();
     let runs = Rc::new(Cell::new(0u32));
     let (h, r) = (Rc::clone(&handle), Rc::clone(&runs));
     let start = Instant::now();
