@@ -7,6 +7,13 @@ use crate::Fd;
 
 /// What can go wrong in a selector or event-loop call.
 ///
+/// Selector calls produce `AlreadyRegistered`, `NotRegistered`,
+/// `InvalidEvents`, `Closed`, `FdTooLarge` and `Io`; the event loop adds
+/// `InvalidToken`, `InUse` and `AlreadyRunning` (and passes the selector's
+/// on). One enum for both layers, so that `?` carries a selector error out of
+/// a loop call unchanged and a `match` needs no nesting. Every variant is
+/// produced directly: a `FdTooLarge` is never wrapped inside `Io`.
+///
 /// It converts into [`io::Error`] with a fitting [`io::ErrorKind`] (the
 /// original error stays reachable through [`io::Error::get_ref`]), so `?`
 /// works in functions returning `io::Result` as well as `anyhow::Result`.
