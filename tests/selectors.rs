@@ -83,7 +83,6 @@ use selectloop::{
     Backend, BaseSelector, DefaultSelector, Error, Events, Fd, Interest, Selector, SelectorKey,
     Source, EVENT_READ, EVENT_WRITE,
 };
-use socket2::Socket;
 
 use common::{
     expect_events, expect_no_events, fd_of, read_to_eof, ready, same_fd_other_object, socketpair,
@@ -880,17 +879,59 @@ enum Role {
     Echo,
 }
 
+/// The listener or a connection: both a `socket` in Python.
+#[derive(Debug)]
+enum Sock {
+    Listener(std::net::TcpListener),
+    Conn(TcpStream),
+}
+
+impl Sock {
+    fn listener(&self) -> &std::net::TcpListener {
+        match self {
+            Sock::Listener(listener) => listener,
+            Sock::Conn(_) => panic!("not a listener"),
+        }
+    }
+
+    fn conn(&self) -> &TcpStream {
+        match self {
+            Sock::Conn(conn) => conn,
+            Sock::Listener(_) => panic!("not a connection"),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Sock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Sock::Listener(s) => s.as_fd(),
+            Sock::Conn(s) => s.as_fd(),
+        }
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Sock {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        match self {
+            Sock::Listener(s) => s.as_socket(),
+            Sock::Conn(s) => s.as_socket(),
+        }
+    }
+}
+
 /// Python's callback loop on the bare selector: walking the ready events,
 /// the accept step registers new connections and the echo step unregisters
-/// (and closes) finished ones, in the same batch. (`socket2::Socket` is
-/// both listener and connection, like Python's `socket.socket`.)
+/// (and closes) finished ones, in the same batch.
 fn extra_select_into_register_and_unregister_in_the_walk<B: Backend>() {
     const CLIENTS: usize = 6;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut s: BaseSelector<B, Socket, Role> = new_selector();
-    s.register(Socket::from(listener), EVENT_READ, Role::Accept)
+    let mut s: BaseSelector<B, Sock, Role> = new_selector();
+    s.register(Sock::Listener(listener), EVENT_READ, Role::Accept)
         .unwrap();
 
     // Small messages, sent whole before the loop runs: the kernel buffers
@@ -921,18 +962,19 @@ fn extra_select_into_register_and_unregister_in_the_walk<B: Backend>() {
                 match role {
                     Role::Accept => loop {
                         // Accept all that is queued, registering as we go.
-                        let conn = match s.get_key(fd).unwrap().fileobj.accept() {
+                        let conn = match s.get_key(fd).unwrap().fileobj.listener().accept() {
                             Ok((conn, _addr)) => conn,
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) => panic!("accept: {e}"),
                         };
                         conn.set_nonblocking(true).unwrap();
-                        s.register(conn, EVENT_READ, Role::Echo).unwrap();
+                        s.register(Sock::Conn(conn), EVENT_READ, Role::Echo)
+                            .unwrap();
                         accepted += 1;
                     },
                     Role::Echo => {
                         let mut buf = [0; 64];
-                        let mut conn = &s.get_key(fd).unwrap().fileobj;
+                        let mut conn = s.get_key(fd).unwrap().fileobj.conn();
                         match conn.read(&mut buf) {
                             Ok(0) => {
                                 drop(s.unregister(fd).unwrap()); // conn.close()

@@ -23,13 +23,15 @@ use crate::Source;
 /// # Ok::<(), selectloop::Error>(())
 /// ```
 ///
-/// With `anyhow`, a failed registration is just another error:
+/// A failed registration is then just another error, for `anyhow` as for
+/// any `Box<dyn Error + Send + Sync>`:
 ///
 /// ```
+/// use std::error::Error;
 /// use std::net::TcpListener;
 /// use selectloop::{AnySource, DefaultSelector, Selector, EVENT_READ};
 ///
-/// fn watch(sel: &mut DefaultSelector, listener: TcpListener) -> anyhow::Result<()> {
+/// fn watch(sel: &mut DefaultSelector, listener: TcpListener) -> Result<(), Box<dyn Error + Send + Sync>> {
 ///     sel.register(AnySource::new(listener), EVENT_READ, ())?;
 ///     Ok(())
 /// }
@@ -38,7 +40,7 @@ use crate::Source;
 /// watch(&mut sel, TcpListener::bind("127.0.0.1:0")?)?;
 /// sel.close()?;
 /// assert!(watch(&mut sel, TcpListener::bind("127.0.0.1:0")?).is_err());
-/// # Ok::<(), anyhow::Error>(())
+/// # Ok::<(), Box<dyn Error + Send + Sync>>(())
 /// ```
 pub struct AnySource(Box<dyn Source + Send + Sync>);
 

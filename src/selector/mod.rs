@@ -47,27 +47,45 @@
 //! use std::net::{TcpListener, TcpStream};
 //! use std::time::Duration;
 //! use selectloop::{DefaultSelector, Events, Fd, Interest, Selector, EVENT_READ};
-//! use socket2::Socket; // listener and connection in one type, like Python's socket
+//!
+//! /// What is registered: the listener or a connection (both a `socket` in Python).
+//! enum Sock {
+//!     Listener(TcpListener),
+//!     Conn(TcpStream),
+//! }
+//! # #[cfg(unix)]
+//! # impl std::os::fd::AsFd for Sock {
+//! #     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+//! #         match self { Sock::Listener(s) => s.as_fd(), Sock::Conn(s) => s.as_fd() }
+//! #     }
+//! # }
+//! # #[cfg(windows)]
+//! # impl std::os::windows::io::AsSocket for Sock {
+//! #     fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+//! #         match self { Sock::Listener(s) => s.as_socket(), Sock::Conn(s) => s.as_socket() }
+//! #     }
+//! # }
 //!
 //! // Python's callbacks reach `sel` as a global; here they are handed it.
 //! struct Server {
-//!     sel: DefaultSelector<Socket, Callback>,
+//!     sel: DefaultSelector<Sock, Callback>,
 //! }
 //! type Callback = fn(&mut Server, Fd, Interest) -> io::Result<()>;
 //!
 //! fn accept(server: &mut Server, fd: Fd, _mask: Interest) -> io::Result<()> {
-//!     let (conn, _addr) = server.sel.get_key(fd)?.fileobj.accept()?;
+//!     let Sock::Listener(listener) = &server.sel.get_key(fd)?.fileobj else { unreachable!() };
+//!     let (conn, _addr) = listener.accept()?;
 //!     conn.set_nonblocking(true)?;
-//!     server.sel.register(conn, EVENT_READ, read)?;
+//!     server.sel.register(Sock::Conn(conn), EVENT_READ, read)?;
 //!     Ok(())
 //! }
 //!
 //! fn read(server: &mut Server, fd: Fd, _mask: Interest) -> io::Result<()> {
-//!     let mut conn = &server.sel.get_key(fd)?.fileobj;
+//!     let Sock::Conn(conn) = &server.sel.get_key(fd)?.fileobj else { unreachable!() };
 //!     let mut buf = [0; 1024];
-//!     let n = conn.read(&mut buf)?;
+//!     let n = (&*conn).read(&mut buf)?;
 //!     if n > 0 {
-//!         conn.write_all(&buf[..n])?;
+//!         (&*conn).write_all(&buf[..n])?;
 //!     } else {
 //!         drop(server.sel.unregister(fd)?); // and close it
 //!     }
@@ -78,7 +96,7 @@
 //! listener.set_nonblocking(true)?;
 //! let mut client = TcpStream::connect(listener.local_addr()?)?;
 //! let mut server = Server { sel: DefaultSelector::new()? };
-//! server.sel.register(listener.into(), EVENT_READ, accept)?;
+//! server.sel.register(Sock::Listener(listener), EVENT_READ, accept)?;
 //! client.write_all(b"hello")?;
 //!
 //! let mut events = Events::new();
