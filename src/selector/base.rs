@@ -185,46 +185,6 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         Ok(())
     }
 
-    /// Stops watching the registration in `slot` without unregistering it:
-    /// the backend forgets it until `resume_slot`.
-    pub(crate) fn pause_slot(&mut self, slot: usize) -> Result<()> {
-        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
-        let entry = &mut self.slots[slot];
-        if !entry.paused {
-            backend.delete(&entry.key.fileobj, entry.key.fd, slot)?;
-            entry.paused = true;
-        }
-        Ok(())
-    }
-
-    /// Watches a paused registration again, for its current events.
-    pub(crate) fn resume_slot(&mut self, slot: usize) -> Result<()> {
-        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
-        let entry = &mut self.slots[slot];
-        if entry.paused {
-            let key = &entry.key;
-            // SAFETY: as in `register_slot`: the selector still owns the object.
-            unsafe { backend.add(&key.fileobj, key.fd, slot, key.events)? };
-            entry.paused = false;
-        }
-        Ok(())
-    }
-
-    /// True if the registration in `slot` is paused.
-    pub(crate) fn is_paused(&self, slot: usize) -> bool {
-        self.slots.get(slot).is_some_and(|s| s.paused)
-    }
-
-    /// The key in `slot`, mutably (the event loop swaps callbacks in and out).
-    pub(crate) fn key_mut(&mut self, slot: usize) -> Option<&mut SelectorKey<F, D>> {
-        self.slots.get_mut(slot).map(|s| &mut s.key)
-    }
-
-    /// The key in `slot`.
-    pub(crate) fn key(&self, slot: usize) -> Option<&SelectorKey<F, D>> {
-        self.slots.get(slot).map(|s| &s.key)
-    }
-
     /// Waits like [`Selector::select`] and returns the ready `(slot, mask)`
     /// pairs, each slot once, masks within the registered events.
     pub(crate) fn select_slots(&mut self, timeout: Option<Duration>) -> Result<()> {
@@ -281,6 +241,58 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         Ok(())
     }
 
+    /// The backend's short name: `"epoll"`, `"kqueue"`, `"IOCP"`, `"poll"`,
+    /// `"WSAPoll"`, `"select"`...
+    pub fn backend_name(&self) -> &'static str {
+        B::NAME
+    }
+}
+
+/// What only the event loop uses: pausing, slot access, and its walk of the
+/// ready list. Unused (hence the allowance) when the crate is built without
+/// the event loop.
+#[allow(dead_code)]
+impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
+    /// Stops watching the registration in `slot` without unregistering it:
+    /// the backend forgets it until `resume_slot`.
+    pub(crate) fn pause_slot(&mut self, slot: usize) -> Result<()> {
+        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
+        let entry = &mut self.slots[slot];
+        if !entry.paused {
+            backend.delete(&entry.key.fileobj, entry.key.fd, slot)?;
+            entry.paused = true;
+        }
+        Ok(())
+    }
+
+    /// Watches a paused registration again, for its current events.
+    pub(crate) fn resume_slot(&mut self, slot: usize) -> Result<()> {
+        let backend = self.backend.as_mut().ok_or(Error::Closed)?;
+        let entry = &mut self.slots[slot];
+        if entry.paused {
+            let key = &entry.key;
+            // SAFETY: as in `register_slot`: the selector still owns the object.
+            unsafe { backend.add(&key.fileobj, key.fd, slot, key.events)? };
+            entry.paused = false;
+        }
+        Ok(())
+    }
+
+    /// True if the registration in `slot` is paused.
+    pub(crate) fn is_paused(&self, slot: usize) -> bool {
+        self.slots.get(slot).is_some_and(|s| s.paused)
+    }
+
+    /// The key in `slot`, mutably (the event loop swaps callbacks in and out).
+    pub(crate) fn key_mut(&mut self, slot: usize) -> Option<&mut SelectorKey<F, D>> {
+        self.slots.get_mut(slot).map(|s| &mut s.key)
+    }
+
+    /// The key in `slot`.
+    pub(crate) fn key(&self, slot: usize) -> Option<&SelectorKey<F, D>> {
+        self.slots.get(slot).map(|s| &s.key)
+    }
+
     /// How many keys the last `select_slots` reported.
     pub(crate) fn ready_len(&self) -> usize {
         self.ready.len()
@@ -310,12 +322,6 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     /// How many objects are registered.
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
-    }
-
-    /// The backend's short name: `"epoll"`, `"kqueue"`, `"IOCP"`, `"poll"`,
-    /// `"WSAPoll"`, `"select"`...
-    pub fn backend_name(&self) -> &'static str {
-        B::NAME
     }
 }
 
@@ -528,7 +534,7 @@ mod tests {
                     ready.push((token, readiness));
                     Ok(())
                 }
-                Some(Step::Fail) => Err(io::Error::new(io::ErrorKind::Other, "scripted")),
+                Some(Step::Fail) => Err(io::Error::new(io::ErrorKind::InvalidData, "scripted")),
                 None => {
                     std::thread::sleep(timeout.expect("scripted tests pass a timeout"));
                     Ok(())
