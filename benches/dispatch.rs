@@ -19,7 +19,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use polling::{Event, Events, PollMode, Poller};
-use selectloop::selector::{PollBackend, PollingBackend};
+use selectloop::selector::{NativeBackend, PollBackend};
 use selectloop::{Backend, BaseSelector, EventLoop, Selector, EVENT_READ};
 
 const SOURCES: usize = 50;
@@ -109,8 +109,8 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch of 50 ready sources");
     group.throughput(Throughput::Elements(SOURCES as u64));
     raw_polling(&mut group);
-    selector::<PollingBackend>(&mut group, "PollingSelector::select");
-    event_loop::<PollingBackend>(&mut group, "EventLoop<PollingBackend>::run_once");
+    selector::<NativeBackend>(&mut group, "NativeSelector::select");
+    event_loop::<NativeBackend>(&mut group, "EventLoop<NativeBackend>::run_once");
     selector::<PollBackend>(&mut group, "PollSelector::select");
     event_loop::<PollBackend>(&mut group, "EventLoop<PollBackend>::run_once");
     group.finish();

@@ -834,7 +834,7 @@ fn main() -> anyhow::Result<()> {
             unreachable!("refused above");
         }
         Model::Poll => direct::run::<selectloop::selector::PollBackend>(listener),
-        Model::Epoll => direct::run::<selectloop::selector::PollingBackend>(listener),
+        Model::Epoll => direct::run::<selectloop::selector::NativeBackend>(listener),
         Model::Loop => run_loop(listener),
     }
 }

@@ -27,9 +27,17 @@
 //!
 //! sel.register(sock, selectors.EVENT_READ, accept)
 //! while True:
-//!     for key, mask in sel.select():
-//!         key.data(key.fileobj, mask)
+//!     events = sel.select()
+//!     for key, mask in events:
+//!         callback = key.data
+//!         callback(key.fileobj, mask)
 //! ```
+//!
+//! The loop below reads the same: `select_into` fills a list the loop owns
+//! (Python's `events`), so the callbacks are free to register and
+//! unregister while it is walked, and `key_for` skips a key an earlier
+//! callback of the same batch unregistered, even if its descriptor number
+//! has been reused by a connection accepted since.
 //!
 //! Correct where that is not:
 //! - a partial send keeps the unsent rest, switches the connection to
@@ -49,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use selectloop::net::ListenerBuilder;
-use selectloop::{DefaultSelector, Fd, Interest, Selector, EVENT_READ, EVENT_WRITE};
+use selectloop::{DefaultSelector, Events, Fd, Interest, Selector, EVENT_READ, EVENT_WRITE};
 use socket2::Socket;
 
 /// Bytes read per `read` callback, as in the seed.
@@ -247,27 +255,21 @@ fn main() -> anyhow::Result<()> {
         .sel
         .register(Socket::from(listener), EVENT_READ, accept)?;
 
-    let mut ready: Vec<(Fd, Interest, Callback)> = Vec::new();
+    let mut events = Events::new();
     loop {
+        // Asleep until something is ready, or until accepting resumes.
         let timeout = server
             .paused
             .as_ref()
             .map(|(_, resume)| resume.saturating_duration_since(Instant::now()));
-        // Python: `for key, mask in sel.select(): key.data(key.fileobj, mask)`.
-        // The keys borrow the selector and the callbacks need it mutably (to
-        // register, modify, unregister), so copy each ready (fd, mask,
-        // callback) out first, into a Vec reused across turns. No entry goes
-        // stale meanwhile: a callback closes only its own fd, whose entry
-        // has been taken, so an fd number that accept reuses is never one
-        // still waiting in `ready`.
-        ready.extend(
-            server
-                .sel
-                .select(timeout)?
-                .map(|(key, mask)| (key.fd, mask, key.data)),
-        );
-        for (fd, mask, callback) in ready.drain(..) {
-            callback(&mut server, fd, mask);
+        server.sel.select_into(&mut events, timeout)?;
+        for event in &events {
+            // Unregistered by an earlier callback of this batch: skip it.
+            let Some(key) = server.sel.key_for(&event) else {
+                continue;
+            };
+            let callback = key.data;
+            callback(&mut server, event.fd(), event.mask());
         }
         if let Some((_, resume)) = &server.paused {
             if Instant::now() >= *resume {

@@ -70,24 +70,15 @@ pub use crate::event_loop::{
 };
 pub use crate::interest::{Interest, EVENT_READ, EVENT_WRITE};
 pub use crate::key::SelectorKey;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub use crate::selector::EpollSelector;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
-pub use crate::selector::KqueueSelector;
+#[allow(deprecated)] // the 0.1 name, kept for migration
+pub use crate::selector::PollingSelector;
 #[cfg(unix)]
 pub use crate::selector::SelectSelector;
+// EpollSelector, KqueueSelector or IocpSelector: the platform list is in `selector`.
+pub use crate::selector::platform::*;
 pub use crate::selector::{
-    AnySource, Backend, BaseSelector, PollSelector, PollingSelector, Ready, Selector, SelectorMap,
-    Waker,
+    AnySource, Backend, BaseSelector, Event, Events, NativeSelector, PollSelector, Ready, Selector,
+    SelectorMap, Waker,
 };
 pub use crate::sys::{Fd, Source};
 
@@ -105,11 +96,11 @@ cfg_if::cfg_if! {
         /// The platform's best selector: epoll on Linux/Android, kqueue on
         /// macOS/iOS/BSD, `WSAPoll` ([`PollSelector`]) on Windows.
         ///
-        /// This build uses [`PollingSelector`] (epoll or kqueue; event ports
+        /// This build uses [`NativeSelector`] (epoll or kqueue; event ports
         /// on illumos/Solaris, poll(2) elsewhere).
-        pub type DefaultSelector<F = AnySource, D = ()> = PollingSelector<F, D>;
+        pub type DefaultSelector<F = AnySource, D = ()> = NativeSelector<F, D>;
         /// The backend of [`DefaultSelector`], and of [`EventLoop`] by default.
-        pub type DefaultBackend = selector::PollingBackend;
+        pub type DefaultBackend = selector::NativeBackend;
     }
 }
 

@@ -6,7 +6,7 @@
 //! with other tests on libtest's threads. Unix only: `RLIMIT_NOFILE` and
 //! `FD_SETSIZE` are Unix notions (`WSAPoll` has no descriptor limit).
 //!
-//! - `PollingSelector` and `PollSelector` (CPython: Epoll/Kqueue/Poll): with
+//! - `NativeSelector` and `PollSelector` (CPython: Epoll/Kqueue/Poll): with
 //!   the soft limit raised to the hard one, register `min(limit, 2^16) - 32`
 //!   descriptors as socket pairs (read end for `EVENT_READ`, write end for
 //!   `EVENT_WRITE`); `select` must report every write end writable, and
@@ -14,10 +14,12 @@
 //!   (`UnixStream::pair`): tens of thousands of loopback TCP connections
 //!   would run out of ephemeral ports first.
 //! - `SelectSelector`: descriptors below `FD_SETSIZE` work up to the last
-//!   one, a descriptor at or above it is refused with `Error::FdTooLarge`
-//!   and nothing is left half-registered (the map, `get_key` and `select`
-//!   agree), and a `SelectSelector` whose own wake pipe would land above the
-//!   limit is refused at `new()`.
+//!   one, a descriptor at or above it is refused with `Error::FdTooLarge`,
+//!   handed back in the `RegisterError` still open and connected (it sends
+//!   to and receives from its peer), and nothing is left half-registered
+//!   (the map, `get_key` and `select` agree); and a `SelectSelector` whose
+//!   own wake pipe would land above the limit is refused at `new()` with
+//!   `Error::FdTooLarge` itself (not an `Error::Io` wrapping it).
 //!
 //! Skipped, with the reason printed, only where the descriptor limit cannot
 //! be raised above `FD_SETSIZE`.
@@ -35,11 +37,12 @@ fn main() {
 #[cfg(unix)]
 mod unix {
     use std::collections::HashSet;
+    use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
 
-    use selectloop::selector::{PollBackend, PollingBackend, SelectBackend};
+    use selectloop::selector::{NativeBackend, PollBackend, SelectBackend};
     use selectloop::{
         Backend, BaseSelector, Error, Fd, Interest, Selector, EVENT_READ, EVENT_WRITE,
     };
@@ -68,7 +71,7 @@ mod unix {
             let (rfd, wfd) = (rd.as_raw_fd(), wr.as_raw_fd());
             max_fd = max_fd.max(rfd).max(wfd);
             for (sock, events) in [(rd, EVENT_READ), (wr, EVENT_WRITE)] {
-                match s.register(sock, events, ()) {
+                match s.register(sock, events, ()).map_err(|e| e.into_error()) {
                     Ok(_) => {}
                     // epoll past fs.epoll.max_user_watches
                     Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOSPC) => {
@@ -121,7 +124,7 @@ mod unix {
         // Take descriptors until one lands at or above FD_SETSIZE, registering
         // every pair below it. The partner of that one stays open, unregistered,
         // so that nothing registered sees a hang-up.
-        let (big, _partner) = loop {
+        let (big, mut partner) = loop {
             let (rd, wr) = match UnixStream::pair() {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -143,10 +146,25 @@ mod unix {
         let big_fd = big.as_raw_fd();
         let before = s.get_map().unwrap().len();
 
-        match s.register(big, EVENT_READ | EVENT_WRITE, ()) {
-            Err(Error::FdTooLarge { fd, limit: l }) => assert_eq!((fd, l), (big_fd, limit)),
+        let mut big = match s
+            .register(big, EVENT_READ | EVENT_WRITE, ())
+            .map_err(|e| e.into_parts())
+        {
+            Err((Error::FdTooLarge { fd, limit: l }, big)) => {
+                assert_eq!((fd, l), (big_fd, limit));
+                big
+            }
             other => panic!("expected FdTooLarge for fd {big_fd}, got {other:?}"),
-        }
+        };
+        // Handed back open and unharmed: the very socket, still connected.
+        assert_eq!(big.as_raw_fd(), big_fd);
+        let mut buf = [0; 4];
+        big.write_all(b"ping").unwrap();
+        partner.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        partner.write_all(b"pong").unwrap();
+        big.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"pong");
         // Nothing half-registered.
         let map = s.get_map().unwrap();
         assert_eq!(map.len(), before);
@@ -183,12 +201,21 @@ mod unix {
             lowest_free >= limit,
             "fd {lowest_free} below FD_SETSIZE is still free"
         );
-        match BaseSelector::<SelectBackend, UnixStream, ()>::new() {
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {}
+        // The error is `FdTooLarge` itself, not an `Io` wrapping it.
+        let wake_fd = match BaseSelector::<SelectBackend, UnixStream, ()>::new() {
+            Err(Error::FdTooLarge { fd, limit: l }) => {
+                assert_eq!(l, limit);
+                assert!(fd >= limit, "wake fd {fd}");
+                fd
+            }
             other => panic!("a SelectSelector with its wake pipe at fd >= FD_SETSIZE: {other:?}"),
-        }
+        };
+        // Which still converts into an io::Error of kind InvalidInput.
+        let io: std::io::Error = Error::FdTooLarge { fd: wake_fd, limit }.into();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
         Outcome::Ok(format!(
-            "{} registered up to fd {max_registered}, fd {big_fd} refused with FdTooLarge",
+            "{} registered up to fd {max_registered}, fd {big_fd} refused with FdTooLarge \
+             and handed back working, new() refused with FdTooLarge (wake fd {wake_fd})",
             before
         ))
     }
@@ -215,8 +242,8 @@ mod unix {
         }
         println!("fd_setsize: RLIMIT_NOFILE {soft} (hard {hard}), FD_SETSIZE {FD_SETSIZE}");
         report(
-            "polling::test_above_fd_setsize",
-            test_above_fd_setsize::<PollingBackend>(limit),
+            "native::test_above_fd_setsize",
+            test_above_fd_setsize::<NativeBackend>(limit),
         );
         report(
             "poll::test_above_fd_setsize",

@@ -40,7 +40,7 @@ mod unix {
     use std::time::{Duration, Instant};
     use std::{mem, ptr};
 
-    use selectloop::selector::{PollBackend, PollingBackend, SelectBackend};
+    use selectloop::selector::{NativeBackend, PollBackend, SelectBackend};
     use selectloop::{Backend, BaseSelector, Selector, EVENT_READ};
 
     use crate::common::{socketpair, DefaultBackend, PATIENCE};
@@ -214,7 +214,7 @@ mod unix {
     }
 
     pub fn main() {
-        run::<PollingBackend>("polling");
+        run::<NativeBackend>("polling");
         run::<PollBackend>("poll");
         run::<SelectBackend>("select");
         run::<DefaultBackend>("default");

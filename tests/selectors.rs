@@ -2,12 +2,21 @@
 //! every backend.
 //!
 //! Each test is one generic body, `fn test_xxx<B: Backend>()`, instantiated
-//! once per backend by `backends!` at the bottom: modules `polling`
-//! ([`PollingSelector`](selectloop::PollingSelector): epoll here, kqueue on
+//! once per backend by `backends!` at the bottom: modules `native`
+//! ([`NativeSelector`](selectloop::NativeSelector): epoll here, kqueue on
 //! macOS/BSD, IOCP on Windows), `poll` (poll(2) / `WSAPoll`), `select`
 //! (select(2), Unix only) and `default` (whatever `DefaultSelector` is in this
 //! build), so test names read `poll::test_register`. Names starting with
 //! `test_` are CPython's; `extra_` tests check promises CPython has no test for.
+//!
+//! Beyond CPython, per backend: a failed `register` hands the object back
+//! open (`extra_register_error_*`), and the Python callback loop runs on
+//! the bare selector with `select_into` / `key_for`
+//! (`extra_select_into_*`): registering and unregistering while the batch
+//! is walked, no event for a key unregistered earlier in the batch, none
+//! for a new registration that reuses its descriptor number, no
+//! allocation when an `Events` is reused, and the timeout and waker of
+//! `select`.
 //!
 //! # CPython's tests and where they went
 //!
@@ -39,7 +48,7 @@
 //!
 //! | CPython test | here |
 //! |---|---|
-//! | `test_above_fd_setsize` | ported in `tests/fd_setsize.rs` (`harness = false`, Unix): `PollingSelector` and `PollSelector` watch up to `RLIMIT_NOFILE` descriptors and report all writers; `SelectSelector` refuses a descriptor at or above `FD_SETSIZE` with `FdTooLarge`, leaving nothing half-registered. |
+//! | `test_above_fd_setsize` | ported in `tests/fd_setsize.rs` (`harness = false`, Unix): `NativeSelector` and `PollSelector` watch up to `RLIMIT_NOFILE` descriptors and report all writers; `SelectSelector` refuses a descriptor at or above `FD_SETSIZE` with `FdTooLarge`, leaving nothing half-registered and handing the socket back, still working. |
 //!
 //! Per-selector classes and their own tests:
 //!
@@ -48,12 +57,12 @@
 //! | `DefaultSelectorTestCase` | module `default` |
 //! | `SelectSelectorTestCase` | module `select` (Unix) |
 //! | `PollSelectorTestCase` | module `poll` (`WSAPoll` on Windows) |
-//! | `EpollSelectorTestCase` | module `polling` on Linux/Android |
-//! | `EpollSelectorTestCase.test_register_file` | ported: `polling::test_register_file` (Linux/Android): a regular file is refused with `Error::Io` (`EPERM`) and nothing is left registered |
-//! | `KqueueSelectorTestCase` | module `polling` on macOS/BSD |
+//! | `EpollSelectorTestCase` | module `native` on Linux/Android |
+//! | `EpollSelectorTestCase.test_register_file` | ported: `native::test_register_file` (Linux/Android): a regular file is refused with `Error::Io` (`EPERM`), handed back still open, and nothing is left registered |
+//! | `KqueueSelectorTestCase` | module `native` on macOS/BSD |
 //! | `KqueueSelectorTestCase.test_register_bad_fd` | not applicable: a closed descriptor cannot be registered without `unsafe` (a `Source` is `AsFd`, which guarantees an open descriptor; faking one breaks I/O safety) |
 //! | `KqueueSelectorTestCase.test_empty_select_timeout` | ported for every backend (nothing registered, `select(Some(1s))` takes 1 s) |
-//! | `DevpollSelectorTestCase` | not applicable: there is no `/dev/poll` backend (on illumos/Solaris `PollingSelector` uses event ports) |
+//! | `DevpollSelectorTestCase` | not applicable: there is no `/dev/poll` backend (on illumos/Solaris `NativeSelector` uses event ports) |
 //!
 //! Count: 23 CPython test methods; 18 ported (15 here, 3 in the `harness =
 //! false` binaries), 5 not applicable (`test_unregister_after_fd_close`,
@@ -71,8 +80,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use selectloop::{
-    Backend, BaseSelector, DefaultSelector, Error, Fd, Interest, Selector, SelectorKey, Source,
-    EVENT_READ, EVENT_WRITE,
+    Backend, BaseSelector, DefaultSelector, Error, Events, Fd, Interest, Selector, SelectorKey,
+    Source, EVENT_READ, EVENT_WRITE,
 };
 
 use common::{
@@ -168,20 +177,32 @@ fn test_register<B: Backend>() {
         Err(Error::InvalidEvents { bits: 4 })
     ));
 
-    // register twice
+    // register twice: refused, and the object comes back
     match s
         .register(Handle::Socket(&rd), EVENT_READ, "twice")
         .map(|key| key.fd)
+        .map_err(|e| e.into_parts())
     {
-        Err(Error::AlreadyRegistered { fd }) => assert_eq!(fd, fd_of(&rd)),
+        Err((Error::AlreadyRegistered { fd }, back)) => {
+            assert_eq!(fd, fd_of(&rd));
+            assert!(back.is(&rd));
+        }
         other => panic!("expected AlreadyRegistered, got {other:?}"),
     }
 
     // register the same FD, but with a different object
     let other = Handle::SameFd(same_fd_other_object(&rd));
     assert_eq!(fd_of(&other), fd_of(&rd));
-    match s.register(other, EVENT_READ, "other").map(|key| key.fd) {
-        Err(Error::AlreadyRegistered { fd }) => assert_eq!(fd, fd_of(&rd)),
+    match s
+        .register(other, EVENT_READ, "other")
+        .map(|key| key.fd)
+        .map_err(|e| e.into_parts())
+    {
+        Err((Error::AlreadyRegistered { fd }, back)) => {
+            assert_eq!(fd, fd_of(&rd));
+            assert!(matches!(back, Handle::SameFd(_)));
+            assert_eq!(fd_of(&back), fd_of(&rd));
+        }
         other => panic!("expected AlreadyRegistered, got {other:?}"),
     }
 
@@ -570,10 +591,16 @@ fn test_register_file<B: Backend>() {
     let fd = fd_of(&file);
 
     let mut s: BaseSelector<B, std::fs::File, ()> = new_selector();
-    match s.register(file, EVENT_READ, ()) {
-        Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+    let mut file = match s.register(file, EVENT_READ, ()).map_err(|e| e.into_parts()) {
+        Err((Error::Io(e), file)) => {
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+            file
+        }
         other => panic!("expected Error::Io(EPERM), got {other:?}"),
-    }
+    };
+    // The file came back open: it still takes writes.
+    file.write_all(b"still open").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"still open");
     // the SelectorKey has been removed
     assert_not_registered(s.get_key(fd), fd);
     let map = s.get_map().unwrap();
@@ -774,7 +801,7 @@ fn extra_closed_selector_is_closed_everywhere<B: Backend>() {
         "close() must drop the registered objects"
     );
 
-    assert_closed(s.register(b, EVENT_READ, ()));
+    assert_closed(s.register(b, EVENT_READ, ()).map_err(Error::from));
     assert_closed(s.unregister(fd));
     assert_closed(s.modify(fd, EVENT_WRITE, ()));
     assert_closed(s.select(Some(Duration::ZERO)).map(|r| r.len()));
@@ -787,6 +814,435 @@ fn extra_closed_selector_is_closed_everywhere<B: Backend>() {
     // A waker from before may still be called; what it returns is not promised.
     let _ = old_waker.wake();
 }
+
+// ---------------------------------------------------------------- ownership back on failure
+
+/// `AlreadyRegistered` hands the object back, open: the very `Arc` passed
+/// in, whose socket still carries data both ways.
+fn extra_register_error_hands_back_already_registered<B: Backend>() {
+    let (a, a_peer) = pair();
+    let a = Arc::new(a);
+    let fd = fd_of(&*a);
+    let mut s: BaseSelector<B, Arc<TcpStream>, ()> = new_selector();
+    s.register(Arc::clone(&a), EVENT_READ, ()).unwrap();
+
+    let err = s.register(Arc::clone(&a), EVENT_WRITE, ()).unwrap_err();
+    assert!(
+        matches!(err.error(), Error::AlreadyRegistered { fd: f } if *f == fd),
+        "{err:?}"
+    );
+    let back = err.into_inner();
+    assert!(Arc::ptr_eq(&back, &a));
+    assert_eq!(
+        Arc::strong_count(&a),
+        3,
+        "the selector's, ours and the one handed back"
+    );
+    assert_still_works(&back, &a_peer);
+    drop(back);
+    // Nothing changed: still registered once, for what it was.
+    assert_eq!(s.get_map().unwrap().len(), 1);
+    assert_eq!(s.get_key(fd).unwrap().events, EVENT_READ);
+}
+
+/// `Closed` hands an owned object back, open.
+fn extra_register_error_hands_back_after_close<B: Backend>() {
+    let (a, a_peer) = pair();
+    let fd = fd_of(&a);
+    let mut s: BaseSelector<B, TcpStream, ()> = new_selector();
+    s.close().unwrap();
+    let (error, back) = s.register(a, EVENT_READ, ()).unwrap_err().into_parts();
+    assert!(matches!(error, Error::Closed), "{error:?}");
+    assert_eq!(fd_of(&back), fd);
+    assert_still_works(&back, &a_peer);
+}
+
+/// `sock` and `peer` are the two ends of one open connection.
+fn assert_still_works(sock: &TcpStream, peer: &TcpStream) {
+    let mut buf = [0; 4];
+    (&*sock).write_all(b"ping").unwrap();
+    wait_readable(peer);
+    (&*peer).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    (&*peer).write_all(b"pong").unwrap();
+    wait_readable(sock);
+    (&*sock).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+}
+
+// ---------------------------------------------------------------- select_into: Python's loop
+
+/// What each registration of the echo loop below does when ready.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Role {
+    Accept,
+    Echo,
+}
+
+/// The listener or a connection: both a `socket` in Python.
+#[derive(Debug)]
+enum Sock {
+    Listener(std::net::TcpListener),
+    Conn(TcpStream),
+}
+
+impl Sock {
+    fn listener(&self) -> &std::net::TcpListener {
+        match self {
+            Sock::Listener(listener) => listener,
+            Sock::Conn(_) => panic!("not a listener"),
+        }
+    }
+
+    fn conn(&self) -> &TcpStream {
+        match self {
+            Sock::Conn(conn) => conn,
+            Sock::Listener(_) => panic!("not a connection"),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Sock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Sock::Listener(s) => s.as_fd(),
+            Sock::Conn(s) => s.as_fd(),
+        }
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Sock {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        match self {
+            Sock::Listener(s) => s.as_socket(),
+            Sock::Conn(s) => s.as_socket(),
+        }
+    }
+}
+
+/// Python's callback loop on the bare selector: walking the ready events,
+/// the accept step registers new connections and the echo step unregisters
+/// (and closes) finished ones, in the same batch.
+fn extra_select_into_register_and_unregister_in_the_walk<B: Backend>() {
+    const CLIENTS: usize = 6;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut s: BaseSelector<B, Sock, Role> = new_selector();
+    s.register(Sock::Listener(listener), EVENT_READ, Role::Accept)
+        .unwrap();
+
+    // Small messages, sent whole before the loop runs: the kernel buffers
+    // them and the echoes, so one thread can play both sides.
+    let clients: Vec<(TcpStream, Vec<u8>)> = (0..CLIENTS)
+        .map(|i| {
+            let client = TcpStream::connect(addr).unwrap();
+            let message = format!("client {i}").into_bytes();
+            (&client).write_all(&message).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            (client, message)
+        })
+        .collect();
+
+    let (mut accepted, mut closed) = (0, 0);
+    let mut events = Events::new();
+    with_timeout(HANG, || {
+        while closed < CLIENTS {
+            s.select_into(&mut events, Some(PATIENCE)).unwrap();
+            assert!(!events.is_empty(), "nothing ready within {PATIENCE:?}");
+            for event in &events {
+                // Python: callback = key.data
+                let Some(key) = s.key_for(&event) else {
+                    continue;
+                };
+                assert_eq!(key.fd, event.fd());
+                let (fd, role) = (event.fd(), key.data);
+                match role {
+                    Role::Accept => loop {
+                        // Accept all that is queued, registering as we go.
+                        let conn = match s.get_key(fd).unwrap().fileobj.listener().accept() {
+                            Ok((conn, _addr)) => conn,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => panic!("accept: {e}"),
+                        };
+                        conn.set_nonblocking(true).unwrap();
+                        s.register(Sock::Conn(conn), EVENT_READ, Role::Echo)
+                            .unwrap();
+                        accepted += 1;
+                    },
+                    Role::Echo => {
+                        let mut buf = [0; 64];
+                        let mut conn = s.get_key(fd).unwrap().fileobj.conn();
+                        match conn.read(&mut buf) {
+                            Ok(0) => {
+                                drop(s.unregister(fd).unwrap()); // conn.close()
+                                closed += 1;
+                            }
+                            Ok(n) => conn.write_all(&buf[..n]).unwrap(),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => panic!("read: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+    });
+    assert_eq!((accepted, closed), (CLIENTS, CLIENTS));
+    assert_eq!(s.get_map().unwrap().len(), 1, "only the listener is left");
+    for (client, message) in clients {
+        assert_eq!(read_to_eof(&client), message);
+    }
+}
+
+/// Two keys ready in one batch: whichever is handled first unregisters the
+/// other, which then gets no event (Python would hand the stale key on).
+fn extra_select_into_skips_a_key_unregistered_earlier_in_the_batch<B: Backend>() {
+    let (a, a_peer) = pair();
+    let (b, b_peer) = pair();
+    let mut s: BaseSelector<B, TcpStream, char> = new_selector();
+    let (fa, fb) = (fd_of(&a), fd_of(&b));
+    s.register(a, EVENT_READ, 'a').unwrap();
+    s.register(b, EVENT_READ, 'b').unwrap();
+    (&a_peer).write_all(b"x").unwrap();
+    (&b_peer).write_all(b"x").unwrap();
+    let mut events = both_ready(&mut s, fa, fb);
+
+    let mut delivered = Vec::new();
+    for event in &events {
+        let Some(key) = s.key_for(&event) else {
+            continue;
+        };
+        delivered.push(key.data);
+        let other = if event.fd() == fa { fb } else { fa };
+        let key = s.unregister(other).unwrap();
+        drop(key.fileobj); // close it
+        assert!(
+            s.data_for_mut(&event).is_some(),
+            "the current key is still there"
+        );
+    }
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    // Nothing else is left over for a later batch either.
+    assert_eq!(s.get_map().unwrap().len(), 1);
+    events.clear();
+    assert!(events.is_empty());
+}
+
+/// The same, but the unregistered key's descriptor number is registered
+/// again before its event comes up: first the same object (same number,
+/// same slot), then, after closing it, a new socket that the OS will
+/// usually give that number. Neither gets the old event, though
+/// `get_key(fd)` (Python's lookup) would now find them.
+fn extra_select_into_no_stale_event_for_a_reused_descriptor<B: Backend>() {
+    for close_it in [false, true] {
+        let (a, a_peer) = pair();
+        let (b, b_peer) = pair();
+        let mut s: BaseSelector<B, TcpStream, &str> = new_selector();
+        let (fa, fb) = (fd_of(&a), fd_of(&b));
+        s.register(a, EVENT_READ, "old").unwrap();
+        s.register(b, EVENT_READ, "old").unwrap();
+        (&a_peer).write_all(b"x").unwrap();
+        (&b_peer).write_all(b"x").unwrap();
+        let events = both_ready(&mut s, fa, fb);
+
+        let mut delivered = Vec::new();
+        let (mut reused, mut new_fd) = (None, None);
+        for event in &events {
+            let Some(key) = s.key_for(&event) else {
+                continue;
+            };
+            assert_eq!(key.data, "old", "a stale event reached a new registration");
+            delivered.push(event.fd());
+            let other = if event.fd() == fa { fb } else { fa };
+            let old = s.unregister(other).unwrap().fileobj;
+            let new = if close_it {
+                drop(old);
+                // dup(2) takes the lowest free number: usually `other`.
+                s.get_key(event.fd()).unwrap().fileobj.try_clone().unwrap()
+            } else {
+                old
+            };
+            reused = Some(fd_of(&new) == other);
+            new_fd = Some(fd_of(&new));
+            s.register(new, EVENT_READ, "new").unwrap();
+        }
+        assert_eq!(delivered.len(), 1, "{delivered:?}");
+        if !close_it {
+            assert_eq!(reused, Some(true));
+        }
+        eprintln!("closed first: {close_it}; descriptor number reused: {reused:?}");
+        // The new registration is found by number, and gets its own events.
+        assert_eq!(s.get_map().unwrap().len(), 2);
+        assert_eq!(s.get_key(new_fd.unwrap()).unwrap().data, "new");
+        let mut events = Events::new();
+        s.select_into(&mut events, Some(PATIENCE)).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| s.key_for(&e).is_some_and(|k| k.data == "new")),
+            "the new registration is not reported: {events:?}"
+        );
+    }
+}
+
+/// Selects until the keys of `fa` and `fb` are both in one batch.
+fn both_ready<B: Backend, D>(s: &mut BaseSelector<B, TcpStream, D>, fa: Fd, fb: Fd) -> Events {
+    let mut events = Events::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        s.select_into(&mut events, Some(PATIENCE)).unwrap();
+        let mut fds: Vec<Fd> = events.iter().map(|e| e.fd()).collect();
+        fds.sort();
+        let mut want = vec![fa, fb];
+        want.sort();
+        if fds == want {
+            assert!(events.iter().all(|e| e.mask() == EVENT_READ));
+            return events;
+        }
+        assert!(Instant::now() < deadline, "never both ready: {events:?}");
+    }
+}
+
+/// One `Events` reused: its capacity stays, and (on Unix, where the test
+/// binary counts allocations per thread) a steady-state `select_into`
+/// allocates nothing at all.
+fn extra_select_into_reuses_events_without_allocating<B: Backend>() {
+    const KEYS: usize = 8;
+    let pairs: Vec<(TcpStream, TcpStream)> = (0..KEYS).map(|_| pair()).collect();
+    let mut s: Sel<B, usize> = new_selector();
+    for (i, (a, _)) in pairs.iter().enumerate() {
+        s.register(a, EVENT_WRITE, i).unwrap();
+    }
+    let mut events = Events::new();
+    // Warm up: the first call sizes both the selector's list and ours.
+    while s.select_into(&mut events, Some(PATIENCE)).unwrap() < KEYS {}
+    let capacity = events.capacity();
+    assert!(capacity >= KEYS);
+    if counting::COUNTS {
+        let probe = counting::allocations();
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(1)));
+        assert_eq!(counting::allocations(), probe + 1, "the counter counts");
+    }
+    let before = counting::allocations();
+    for _ in 0..100 {
+        assert_eq!(s.select_into(&mut events, Some(PATIENCE)).unwrap(), KEYS);
+        let mut seen = [false; KEYS];
+        for event in &events {
+            seen[s.key_for(&event).unwrap().data] = true;
+        }
+        assert!(seen.iter().all(|&seen| seen));
+        assert_eq!(events.capacity(), capacity);
+    }
+    let during = counting::allocations() - before;
+    if counting::COUNTS {
+        assert_eq!(during, 0, "100 select_into calls allocated {during} times");
+    }
+}
+
+/// `select_into` ends on its timeout with nothing, like `select`.
+fn extra_select_into_timeout<B: Backend>() {
+    let (rd, _wr) = pair();
+    let mut s: Sel<B> = new_selector();
+    s.register(&rd, EVENT_READ, ()).unwrap();
+    let mut events = Events::with_capacity(4);
+    let t = Instant::now();
+    assert_eq!(s.select_into(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+    assert!(t.elapsed() < PATIENCE);
+    let t = Instant::now();
+    let wait = Duration::from_millis(300);
+    assert_eq!(s.select_into(&mut events, Some(wait)).unwrap(), 0);
+    let dt = t.elapsed();
+    assert!(dt >= wait && dt < wait + PATIENCE, "{dt:?}");
+}
+
+/// A waker ends a blocked `select_into` with nothing, like `select`.
+fn extra_select_into_woken<B: Backend>() {
+    let (rd, _wr) = pair();
+    let mut s: Sel<B> = new_selector();
+    s.register(&rd, EVENT_READ, ()).unwrap();
+    let mut events = Events::new();
+    for _ in 0..5 {
+        let waker = s.waker().unwrap();
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            waker.wake()
+        });
+        let n = with_timeout(HANG, || s.select_into(&mut events, None).unwrap());
+        assert_eq!(n, 0);
+        assert!(events.is_empty());
+        t.join().unwrap().unwrap();
+    }
+}
+
+/// Counts this thread's heap allocations, for
+/// `extra_select_into_reuses_events_without_allocating`. Unix only: there a
+/// const-initialised thread-local is a plain TLS slot, safe to touch from
+/// inside the allocator.
+#[cfg(unix)]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub const COUNTS: bool = true;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn count() {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+
+    /// This thread's allocations so far.
+    pub fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
+    }
+
+    struct Counting;
+
+    // SAFETY: every call is forwarded to `System` as it is.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded; the caller upholds `alloc`'s contract.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded; the caller upholds `alloc_zeroed`'s contract.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count();
+            // SAFETY: forwarded; the caller upholds `realloc`'s contract.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded; the caller upholds `dealloc`'s contract.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+}
+
+/// Elsewhere allocations are not counted; only the capacity is checked.
+#[cfg(not(unix))]
+mod counting {
+    pub const COUNTS: bool = false;
+
+    pub fn allocations() -> usize {
+        0
+    }
+}
+
+// ---------------------------------------------------------------- backend-independent
 
 /// Interest's integer route refuses empty and unknown masks.
 #[test]
@@ -814,7 +1270,7 @@ fn extra_error_into_io_error() {
 
     let mut cases = vec![
         (
-            s.register(&rd, EVENT_READ, ()).unwrap_err(),
+            s.register(&rd, EVENT_READ, ()).unwrap_err().into_error(),
             io::ErrorKind::AlreadyExists,
         ),
         (
@@ -902,8 +1358,16 @@ backends! {
         extra_wakes_coalesce,
         extra_closed_selector_is_closed_everywhere,
         extra_data_mut,
+        extra_register_error_hands_back_already_registered,
+        extra_register_error_hands_back_after_close,
+        extra_select_into_register_and_unregister_in_the_walk,
+        extra_select_into_skips_a_key_unregistered_earlier_in_the_batch,
+        extra_select_into_no_stale_event_for_a_reused_descriptor,
+        extra_select_into_reuses_events_without_allocating,
+        extra_select_into_timeout,
+        extra_select_into_woken,
     ];
-    mod polling = selectloop::selector::PollingBackend {
+    mod native = selectloop::selector::NativeBackend {
         #[cfg(any(target_os = "linux", target_os = "android"))] test_register_file
     };
     mod poll = selectloop::selector::PollBackend;

@@ -5,9 +5,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sealed::{Notify, Ops};
+use super::backend::sealed::{Notify, Ops};
 use crate::sys::{self, PollFd, WakePipe, POLLIN, POLLOUT};
-use crate::{Fd, Interest, Source};
+use crate::{Fd, Interest, Result, Source};
 
 /// poll(2) on Unix, `WSAPoll` on Windows; see [`PollSelector`](crate::PollSelector).
 ///
@@ -45,7 +45,7 @@ impl Notify for WakePipe {
 impl Ops for PollBackend {
     const NAME: &'static str = if cfg!(windows) { "WSAPoll" } else { "poll" };
 
-    fn open() -> io::Result<Self> {
+    fn open() -> Result<Self> {
         let wake = WakePipe::new()?;
         Ok(PollBackend {
             fds: vec![sys::pollfd(wake.fd(), POLLIN)],

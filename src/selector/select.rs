@@ -6,7 +6,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sealed::{Notify, Ops};
+use super::backend::sealed::{Notify, Ops};
 use crate::sys::WakePipe;
 use crate::{Error, Fd, Interest, Result, Source};
 
@@ -50,16 +50,14 @@ fn fd_set_contains(set: &libc::fd_set, fd: Fd) -> bool {
 impl Ops for SelectBackend {
     const NAME: &'static str = "select";
 
-    fn open() -> io::Result<Self> {
+    fn open() -> Result<Self> {
         let wake = WakePipe::new()?;
         if wake.fd() >= LIMIT {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                Error::FdTooLarge {
-                    fd: wake.fd(),
-                    limit: LIMIT,
-                },
-            ));
+            // Produced as itself, so `matches!(e, Error::FdTooLarge { .. })` sees it.
+            return Err(Error::FdTooLarge {
+                fd: wake.fd(),
+                limit: LIMIT,
+            });
         }
         Ok(SelectBackend {
             entries: vec![(wake.fd(), WAKE_TOKEN, crate::EVENT_READ)],

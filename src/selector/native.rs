@@ -1,4 +1,5 @@
-//! [`PollingBackend`]: the `polling` crate (epoll, kqueue, IOCP, event ports).
+//! [`NativeBackend`]: the platform's own scalable readiness API (epoll,
+//! kqueue, IOCP, event ports), through the `polling` crate.
 
 use std::fmt;
 use std::io;
@@ -8,16 +9,17 @@ use std::time::Duration;
 
 use polling::{Event, Events, PollMode, Poller};
 
-use super::sealed::{Notify, Ops};
-use crate::{Fd, Interest, Source};
+use super::backend::sealed::{Notify, Ops};
+use super::platform::NATIVE_NAME;
+use crate::{Fd, Interest, Result, Source};
 
 /// The `polling` crate's `Poller` in level-triggered mode; see
-/// [`PollingSelector`](crate::PollingSelector).
+/// [`NativeSelector`](crate::NativeSelector).
 ///
 /// Where the OS has no level-triggered mode (event ports on illumos and
 /// Solaris), registrations are one-shot and re-armed after every event, as
 /// calloop does, which gives the same level-triggered behaviour.
-pub struct PollingBackend {
+pub struct NativeBackend {
     poller: Arc<Poller>,
     events: Events,
     mode: PollMode,
@@ -28,7 +30,7 @@ pub struct PollingBackend {
     registered: usize,
 }
 
-impl PollingBackend {
+impl NativeBackend {
     fn with_mode(level: bool) -> io::Result<Self> {
         let poller = Poller::new()?;
         let mode = if level && poller.supports_level() {
@@ -36,7 +38,7 @@ impl PollingBackend {
         } else {
             PollMode::Oneshot
         };
-        Ok(PollingBackend {
+        Ok(NativeBackend {
             poller: Arc::new(poller),
             events: Events::with_capacity(NonZeroUsize::new(1024).expect("non-zero")),
             mode,
@@ -65,11 +67,11 @@ impl Notify for Poller {
     }
 }
 
-impl Ops for PollingBackend {
-    const NAME: &'static str = "polling";
+impl Ops for NativeBackend {
+    const NAME: &'static str = NATIVE_NAME;
 
-    fn open() -> io::Result<Self> {
-        PollingBackend::with_mode(true)
+    fn open() -> Result<Self> {
+        Ok(NativeBackend::with_mode(true)?)
     }
 
     fn notifier(&self) -> Arc<dyn Notify> {
@@ -145,9 +147,9 @@ impl Ops for PollingBackend {
     }
 }
 
-impl fmt::Debug for PollingBackend {
+impl fmt::Debug for NativeBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PollingBackend")
+        f.debug_struct("NativeBackend")
             .field("mode", &self.mode)
             .finish()
     }
@@ -159,16 +161,16 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
-    use super::PollingBackend;
-    use crate::selector::sealed::Ops;
+    use super::NativeBackend;
+    use crate::selector::backend::sealed::Ops;
     use crate::{BaseSelector, Selector, EVENT_READ};
 
     /// The one-shot path (event ports) cannot run here, so run it on this
     /// OS's poller in one-shot mode: it must still behave level-triggered.
     #[test]
     fn oneshot_mode_is_rearmed_into_level_triggered() {
-        let mut sel: BaseSelector<PollingBackend, TcpStream, ()> = BaseSelector::new().unwrap();
-        sel.backend = Some(PollingBackend::with_mode(false).unwrap());
+        let mut sel: BaseSelector<NativeBackend, TcpStream, ()> = BaseSelector::new().unwrap();
+        sel.backend = Some(NativeBackend::with_mode(false).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
@@ -187,6 +189,19 @@ mod tests {
             sel.backend.as_ref().map(|b| b.mode),
             Some(polling::PollMode::Oneshot)
         );
-        let _ = PollingBackend::NAME;
+    }
+
+    #[test]
+    fn named_after_the_mechanism() {
+        let expected = if cfg!(any(target_os = "linux", target_os = "android")) {
+            "epoll"
+        } else if cfg!(windows) {
+            "IOCP"
+        } else {
+            NativeBackend::NAME // the platform list lives in `platform`
+        };
+        assert_eq!(NativeBackend::NAME, expected);
+        let sel: BaseSelector<NativeBackend, TcpStream, ()> = BaseSelector::new().unwrap();
+        assert_eq!(sel.backend_name(), expected);
     }
 }
