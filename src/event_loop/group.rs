@@ -123,7 +123,7 @@ impl LoopGroup {
         let mut first = Ok(());
         for thread in self.threads {
             let result = thread.join().unwrap_or_else(|_| {
-                Err(io::Error::new(io::ErrorKind::Other, "a loop thread panicked").into())
+                Err(io::Error::other("a loop thread panicked").into())
             });
             if first.is_ok() {
                 first = result;
