@@ -578,7 +578,12 @@ mod direct {
                             size => conn.set_send_buffer_size(size),
                         })
                         .map_err(selectloop::Error::from)
-                        .and_then(|()| sel.register(conn, EVENT_READ, ()).map(|_| ()));
+                        .and_then(|()| {
+                            // Refused, the connection is dropped (closed) here.
+                            sel.register(conn, EVENT_READ, ())
+                                .map(|_| ())
+                                .map_err(selectloop::Error::from)
+                        });
                     match registered {
                         Ok(()) => {
                             queues.insert(fd, Queue::default());
