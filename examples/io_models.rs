@@ -54,9 +54,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
-use selectloop::{EventLoop, Interest, Signal, EVENT_READ, EVENT_WRITE};
+use selectloop::net;
+use selectloop::{EventLoop, Interest, EVENT_READ, EVENT_WRITE};
+
+mod support;
 
 /// Bytes read per `read` call.
 const CHUNK: usize = 16 * 1024;
@@ -105,12 +106,12 @@ fn parse_args() -> anyhow::Result<Options> {
         pool: 3,
         sndbuf: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
             "--model" => {
-                options.model = match args.next().context("--model needs a name")?.as_str() {
+                options.model = match args.value::<String>()?.as_str() {
                     "pool" => Model::Pool,
                     "nonblocking" => Model::Nonblocking,
                     "select" => Model::Select,
@@ -122,45 +123,19 @@ fn parse_args() -> anyhow::Result<Options> {
                     ),
                 }
             }
-            "--pool" => {
-                options.pool = args
-                    .next()
-                    .context("--pool needs N")?
-                    .parse()
-                    .context("--pool N")?;
-                anyhow::ensure!(options.pool > 0, "--pool must be at least 1");
-            }
-            "--sndbuf" => {
-                options.sndbuf = Some(
-                    args.next()
-                        .context("--sndbuf needs BYTES")?
-                        .parse()
-                        .context("--sndbuf BYTES")?,
-                );
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+            "--pool" => options.pool = args.positive()?,
+            "--sndbuf" => options.sndbuf = Some(args.value()?),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
 }
 
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
-/// Logs a dropped client's error, unless it merely reset.
-fn report(e: &anyhow::Error) {
-    if !e.downcast_ref::<io::Error>().is_some_and(is_reset) {
-        eprintln!("client dropped: {e:#}");
+/// Logs a dropped client's error, unless it merely reset (the models that
+/// serve clients without the event loop).
+fn report(e: &io::Error) {
+    if !support::is_reset_io(e) {
+        eprintln!("client dropped: {e}");
     }
 }
 
@@ -176,26 +151,12 @@ fn prepare(stream: &TcpStream, nonblocking: bool) -> io::Result<()> {
     }
 }
 
-/// Prints the first line, `listening on ADDR`, once Ctrl-C is handled.
-fn announce(listener: &TcpListener) -> io::Result<()> {
-    let mut out = io::stdout();
-    writeln!(out, "listening on {}", listener.local_addr()?)?;
-    out.flush()
-}
-
-/// A loop whose Ctrl-C stops it and whose reset clients go quietly.
+/// A loop whose Ctrl-C stops it, and whose callbacks' errors are logged
+/// (unless a client merely reset) and drop their client.
 fn new_loop() -> anyhow::Result<EventLoop> {
     let mut lp = EventLoop::new()?;
-    lp.set_error_handler(|lp, failure| {
-        report(&failure.error);
-        if let Some(token) = failure.token {
-            let _ = lp.unregister(token);
-        }
-    });
-    lp.add_signal_handler(Signal::INT, |lp| {
-        lp.stop();
-        Ok(())
-    })?;
+    support::drop_resets_quietly(&mut lp);
+    support::stop_on_ctrl_c(&mut lp)?;
     Ok(lp)
 }
 
@@ -298,7 +259,7 @@ mod pool {
                 }
             };
             if let Err(e) = serve(stream) {
-                super::report(&e.into());
+                super::report(&e);
             }
             registry.remove(id);
         }
@@ -320,7 +281,7 @@ mod pool {
         }
 
         let mut lp = super::new_loop()?;
-        super::announce(&listener)?;
+        crate::support::announce(listener.local_addr()?)?;
         // The (N+1)th connection waits in the channel, accepted but unread,
         // until a worker is free: as with the seed's blocking accept and
         // executor, whose queue is the executor's.
@@ -386,7 +347,7 @@ mod busy {
                                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                             ) => {}
                         Err(e) => {
-                            super::report(&e.into());
+                            super::report(&e);
                             c.closed = true;
                         }
                     }
@@ -402,7 +363,7 @@ mod busy {
                                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                             ) => {}
                         Err(e) => {
-                            super::report(&e.into());
+                            super::report(&e);
                             c.closed = true;
                         }
                     }
@@ -455,7 +416,7 @@ mod busy {
 
     pub fn run(listener: TcpListener) -> anyhow::Result<()> {
         let mut lp = super::new_loop()?;
-        super::announce(&listener)?;
+        crate::support::announce(listener.local_addr()?)?;
         let busy = Busy {
             listener,
             clients: Vec::new(),
@@ -516,7 +477,7 @@ mod direct {
         let mut sel: Sel<B> = BaseSelector::new()?;
         let listener_fd = listener.fileno();
         let ctrl_fd = ctrl.fileno();
-        super::announce(&listener)?;
+        crate::support::announce(listener.local_addr()?)?;
         sel.register(Socket::from(listener), EVENT_READ, ())?;
         sel.register(Socket::from(ctrl), EVENT_READ, ())?;
 
@@ -617,7 +578,7 @@ mod direct {
         let sock = &key.fileobj;
         let outcome = match exchange(sock, q, mask, buf) {
             Err(e) => {
-                super::report(&e.into());
+                super::report(&e);
                 Outcome::Close
             }
             Ok(()) => match q.interest() {
@@ -792,8 +753,9 @@ impl LoopConn {
 
 fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
     let mut lp = new_loop()?;
-    announce(&listener)?;
-    // An error goes to the loop's error handler: "client dropped".
+    support::announce(listener.local_addr()?)?;
+    // An error goes to the loop's error handler, which logs it and drops the
+    // client.
     net::serve(&mut lp, listener, |lp, stream, _peer| {
         let mut conn = LoopConn {
             unsent: Vec::new(),
@@ -812,6 +774,7 @@ fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let options = parse_args()?;
     if let Some(size) = options.sndbuf {
         SNDBUF.store(size, Ordering::Relaxed);
@@ -822,13 +785,10 @@ fn main() -> anyhow::Result<()> {
              only; on Windows use --model poll (WSAPoll) or --model epoll (IOCP)"
         );
     }
-    // Backlog 1024 (seed 5 asks for 1000; std's `TcpListener::bind` uses
-    // 128, and a burst of connects beyond the accept queue sees its SYNs
-    // dropped and retried only a second later), SO_REUSEADDR on Unix only,
-    // non-blocking.
-    let listener = ListenerBuilder::new(&options.addr)
-        .build()
-        .with_context(|| format!("binding {}", options.addr))?;
+    // Backlog 1024: seed 5 asks for 1000; std's `TcpListener::bind` uses 128,
+    // and a burst of connects beyond the accept queue sees its SYNs dropped
+    // and retried only a second later.
+    let listener = support::listen(&options.addr)?;
     match options.model {
         Model::Pool => pool::run(listener, options.pool),
         Model::Nonblocking => busy::run(listener),
