@@ -33,7 +33,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
@@ -95,20 +95,14 @@ impl Outbox {
     /// Writes as much as the socket takes now.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
         while let Some(front) = self.lines.front() {
-            match stream.write(&front[self.front_sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.front_sent += n;
-                    self.bytes -= n;
-                    if self.front_sent == front.len() {
-                        self.lines.pop_front();
-                        self.front_sent = 0;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+            let n = support::write_some(stream, &front[self.front_sent..])?;
+            self.front_sent += n;
+            self.bytes -= n;
+            if self.front_sent < front.len() {
+                break; // the socket is full
             }
+            self.lines.pop_front();
+            self.front_sent = 0;
         }
         Ok(())
     }

@@ -19,7 +19,7 @@
 //! stops every loop and exits 0.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 
@@ -118,14 +118,14 @@ impl Conn {
         if self.upper {
             data.make_ascii_uppercase();
         }
-        let sent = write_some(stream, data)?;
+        let sent = support::write_some(stream, data)?;
         self.unsent.extend_from_slice(&data[sent..]);
         Ok(())
     }
 
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
         if !self.unsent.is_empty() {
-            let sent = write_some(stream, &self.unsent)?;
+            let sent = support::write_some(stream, &self.unsent)?;
             self.unsent.drain(..sent);
         }
         Ok(())
@@ -134,20 +134,6 @@ impl Conn {
 
 /// One read buffer per loop, shared by its connections.
 type Scratch = Rc<RefCell<Box<[u8]>>>;
-
-/// Writes as much of `data` as the socket takes now; returns how much.
-fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
-    let mut sent = 0;
-    while sent < data.len() {
-        match stream.write(&data[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
-}
 
 /// What `net::serve` calls for each accepted connection (non-blocking,
 /// Nagle off): watch it for reading, with its own `Conn`.

@@ -258,15 +258,7 @@ impl LoopConn {
 
     /// Sends what the socket takes now.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        let mut sent = 0;
-        while sent < self.out.len() {
-            match stream.write(&self.out[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let sent = support::write_some(stream, &self.out)?;
         self.out.drain(..sent);
         Ok(())
     }

@@ -54,7 +54,7 @@
 //!   spinning; Ctrl-C exits 0.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -516,15 +516,7 @@ impl Conn {
     /// Sends what the socket takes now; returns whether it took anything.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
         let before = self.sent;
-        while self.sent < self.out.len() {
-            match stream.write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        self.sent += support::write_some(stream, &self.out[self.sent..])?;
         let wrote = self.sent > before;
         if self.sent == self.out.len() {
             self.out.clear();

@@ -50,7 +50,7 @@
 //! the server closes; running out of descriptors pauses accepting instead of
 //! spinning; Ctrl-C closes every connection and exits 0.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -629,19 +629,14 @@ mod direct {
         }
         if mask.is_writable() {
             while let Some(front) = q.msgs.front() {
-                match sock.write(&front[q.front_sent..]) {
-                    Ok(n) => {
-                        q.front_sent += n;
-                        q.bytes -= n;
-                        if q.front_sent == front.len() {
-                            q.msgs.pop_front();
-                            q.front_sent = 0;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
+                let n = crate::support::write_some(&mut sock, &front[q.front_sent..])?;
+                q.front_sent += n;
+                q.bytes -= n;
+                if q.front_sent < front.len() {
+                    break; // the socket is full
                 }
+                q.msgs.pop_front();
+                q.front_sent = 0;
             }
         }
         Ok(())
@@ -725,16 +720,8 @@ impl LoopConn {
                 Err(e) => return Err(e.into()),
             }
         }
-        while !self.unsent.is_empty() {
-            match stream.write(&self.unsent) {
-                Ok(n) => {
-                    self.unsent.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let sent = support::write_some(stream, &self.unsent)?;
+        self.unsent.drain(..sent);
         if self.unsent.is_empty() && self.eof {
             let _ = stream.shutdown(Shutdown::Write);
             lp.unregister(me)?;

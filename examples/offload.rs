@@ -41,7 +41,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -168,15 +168,7 @@ impl Conn {
 
     /// Sends what the socket takes now.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        while self.sent < self.out.len() {
-            match stream.write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        self.sent += support::write_some(stream, &self.out[self.sent..])?;
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;

@@ -170,6 +170,25 @@ pub fn is_reset_io(e: &io::Error) -> bool {
     )
 }
 
+// ----- non-blocking I/O ---------------------------------------------------------
+
+/// Writes as much of `data` as the socket takes now (until it would block)
+/// and returns how much that was; the caller keeps the rest for when the
+/// socket is writable again. An interrupted write is retried.
+pub fn write_some(stream: &mut impl Write, data: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < data.len() {
+        match stream.write(&data[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
 /// Prints a server's first line, `listening on ADDR`, and flushes it. Call it
 /// once Ctrl-C is handled: whoever reads it (the tests do) may connect, or
 /// interrupt, at once.
