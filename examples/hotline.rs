@@ -309,85 +309,22 @@ fn loop_accept(lp: &mut EventLoop, mut stream: TcpStream) -> anyhow::Result<()> 
 // ----- threads model ---------------------------------------------------------
 
 mod threads {
-    use std::collections::HashMap;
-    use std::net::{Shutdown, TcpStream};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::thread::JoinHandle;
 
-    /// The connections the client threads serve, so that Ctrl-C can end them.
-    #[derive(Default)]
-    pub struct Registry {
-        inner: Mutex<Inner>,
-    }
-
-    #[derive(Default)]
-    struct Inner {
-        closed: bool,
-        next: u64,
-        open: HashMap<u64, TcpStream>,
-    }
-
-    impl Registry {
-        /// Records a connection; `None` once shutting down (drop it then).
-        pub fn add(&self, stream: &TcpStream) -> std::io::Result<Option<u64>> {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if inner.closed {
-                return Ok(None);
-            }
-            let id = inner.next;
-            inner.next += 1;
-            inner.open.insert(id, stream.try_clone()?);
-            Ok(Some(id))
-        }
-
-        pub fn remove(&self, id: u64) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.open.remove(&id);
-        }
-
-        /// Shuts every recorded connection down (its thread's blocked read
-        /// or write returns) and refuses new ones.
-        pub fn close_all(&self) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.closed = true;
-            for (_, stream) in inner.open.drain() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-    }
-
-    /// Runs `serve` on `stream` recorded in `registry`.
-    pub fn serve_recorded(
-        registry: &Registry,
-        stream: TcpStream,
-        serve: impl FnOnce(TcpStream) -> std::io::Result<()>,
-    ) {
-        let id = match registry.add(&stream) {
-            Ok(Some(id)) => id,
-            Ok(None) => return,
-            Err(e) => {
-                eprintln!("client dropped: {e}");
-                return;
-            }
-        };
-        if let Err(e) = serve(stream) {
-            if !crate::support::is_reset_io(&e) {
-                eprintln!("client dropped: {e}");
-            }
-        }
-        registry.remove(id);
-    }
+    use crate::support::BlockingConns;
 
     /// The client threads: joined on shutdown, finished ones forgotten.
     #[derive(Default)]
     pub struct Threads {
-        pub registry: Arc<Registry>,
+        /// Their connections, shut down on Ctrl-C.
+        pub conns: Arc<BlockingConns>,
         pub handles: std::cell::RefCell<Vec<JoinHandle<()>>>,
     }
 
     impl Threads {
         pub fn shutdown(&self) {
-            self.registry.close_all();
+            self.conns.close_all();
             for handle in self.handles.borrow_mut().drain(..) {
                 let _ = handle.join();
             }
@@ -397,10 +334,10 @@ mod threads {
 
 /// The threads model's handoff: a thread for the connection.
 fn threads_accept(threads: &threads::Threads, stream: TcpStream) {
-    let registry = Arc::clone(&threads.registry);
+    let conns = Arc::clone(&threads.conns);
     let spawned = std::thread::Builder::new()
         .name("hotline-client".into())
-        .spawn(move || threads::serve_recorded(&registry, stream, serve_blocking));
+        .spawn(move || conns.serve(stream, serve_blocking));
     match spawned {
         Ok(handle) => {
             let mut handles = threads.handles.borrow_mut();

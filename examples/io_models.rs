@@ -174,54 +174,13 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 // ----- pool: blocking I/O on N threads ---------------------------------------
 
 mod pool {
-    use std::collections::HashMap;
     use std::io::{self, Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream};
     use std::sync::{mpsc, Arc, Mutex};
 
     use selectloop::net;
 
-    /// The connections the workers serve, so that Ctrl-C can end them.
-    #[derive(Default)]
-    struct Registry {
-        inner: Mutex<Inner>,
-    }
-
-    #[derive(Default)]
-    struct Inner {
-        closed: bool,
-        next: u64,
-        open: HashMap<u64, TcpStream>,
-    }
-
-    impl Registry {
-        /// Records a connection; `None` once shutting down (drop it then).
-        fn add(&self, stream: &TcpStream) -> io::Result<Option<u64>> {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if inner.closed {
-                return Ok(None);
-            }
-            let id = inner.next;
-            inner.next += 1;
-            inner.open.insert(id, stream.try_clone()?);
-            Ok(Some(id))
-        }
-
-        fn remove(&self, id: u64) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.open.remove(&id);
-        }
-
-        /// Shuts every recorded connection down (its worker's blocked read
-        /// or write returns) and refuses new ones.
-        fn close_all(&self) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.closed = true;
-            for (_, stream) in inner.open.drain() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-    }
+    use crate::support::BlockingConns;
 
     /// One client, start to end, with blocking I/O: the worker is busy with
     /// it until it leaves.
@@ -242,7 +201,7 @@ mod pool {
         }
     }
 
-    fn worker(registry: &Registry, queue: &Mutex<mpsc::Receiver<TcpStream>>) {
+    fn worker(conns: &BlockingConns, queue: &Mutex<mpsc::Receiver<TcpStream>>) {
         loop {
             // The lock is held while waiting: one idle worker waits on the
             // channel, the others on the lock.
@@ -250,33 +209,23 @@ mod pool {
             let Ok(stream) = next else {
                 return; // the accepting loop is gone
             };
-            let id = match registry.add(&stream) {
-                Ok(Some(id)) => id,
-                Ok(None) => continue, // shutting down: drop it
-                Err(e) => {
-                    eprintln!("client dropped: {e}");
-                    continue;
-                }
-            };
-            if let Err(e) = serve(stream) {
-                super::report(&e);
-            }
-            registry.remove(id);
+            conns.serve(stream, serve);
         }
     }
 
     pub fn run(listener: TcpListener, threads: usize) -> anyhow::Result<()> {
-        let registry = Arc::new(Registry::default());
+        // The workers' connections, shut down on Ctrl-C.
+        let conns = Arc::new(BlockingConns::default());
         let (tx, rx) = mpsc::channel::<TcpStream>();
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::new();
         for i in 0..threads {
-            let registry = Arc::clone(&registry);
+            let conns = Arc::clone(&conns);
             let rx = Arc::clone(&rx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("pool-{i}"))
-                    .spawn(move || worker(&registry, &rx))?,
+                    .spawn(move || worker(&conns, &rx))?,
             );
         }
 
@@ -292,7 +241,7 @@ mod pool {
         lp.run()?;
 
         drop(lp); // closes the listener and the channel's sending side
-        registry.close_all();
+        conns.close_all();
         for worker in workers {
             let _ = worker.join();
         }

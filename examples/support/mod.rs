@@ -8,10 +8,12 @@
 // Each example uses part of it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use anyhow::{anyhow, Context};
 use selectloop::net::ListenerBuilder;
@@ -188,6 +190,76 @@ pub fn write_some(stream: &mut impl Write, data: &[u8]) -> io::Result<usize> {
     }
     Ok(sent)
 }
+
+// ----- threads that block ---------------------------------------------------------
+
+/// The connections being served by threads with blocking I/O (a thread per
+/// client, a pool), so that Ctrl-C can end them: such a thread sits in
+/// `read` or `write` and sees no signal, but a socket shut down makes that
+/// call return.
+#[derive(Default)]
+pub struct BlockingConns {
+    inner: Mutex<Conns>,
+}
+
+#[derive(Default)]
+struct Conns {
+    closed: bool,
+    next: u64,
+    open: HashMap<u64, TcpStream>,
+}
+
+impl BlockingConns {
+    /// Serves `stream` with `serve` on this thread, recorded meanwhile. An
+    /// error is printed as `client dropped: ...` unless the client reset.
+    /// After [`close_all`](BlockingConns::close_all) the stream is dropped
+    /// (closed) unserved.
+    pub fn serve(&self, stream: TcpStream, serve: impl FnOnce(TcpStream) -> io::Result<()>) {
+        let id = match self.add(&stream) {
+            Ok(Some(id)) => id,
+            Ok(None) => return,
+            Err(e) => {
+                eprintln!("client dropped: {e}");
+                return;
+            }
+        };
+        if let Err(e) = serve(stream) {
+            if !is_reset_io(&e) {
+                eprintln!("client dropped: {e}");
+            }
+        }
+        self.lock().open.remove(&id);
+    }
+
+    /// Shuts every connection being served down (its thread's blocked read
+    /// or write returns) and refuses new ones.
+    pub fn close_all(&self) {
+        let mut conns = self.lock();
+        conns.closed = true;
+        for (_, stream) in conns.open.drain() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Records a connection (a clone of its handle); `None` once closed.
+    fn add(&self, stream: &TcpStream) -> io::Result<Option<u64>> {
+        let mut conns = self.lock();
+        if conns.closed {
+            return Ok(None);
+        }
+        let id = conns.next;
+        conns.next += 1;
+        conns.open.insert(id, stream.try_clone()?);
+        Ok(Some(id))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conns> {
+        // A thread that panicked while holding it left the map consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// ----- the first line -------------------------------------------------------------
 
 /// Prints a server's first line, `listening on ADDR`, and flushes it. Call it
 /// once Ctrl-C is handled: whoever reads it (the tests do) may connect, or
