@@ -1,5 +1,7 @@
-//! What the examples share: flag parsing, the logger, and the set-up every
-//! server repeats (a listener, Ctrl-C, quiet resets, its first line).
+//! What the examples share: flag parsing, the logger, the set-up every
+//! server repeats (a listener, Ctrl-C, quiet resets, its first line), the
+//! non-blocking write loop, and the registry that lets Ctrl-C end threads
+//! blocked on a client.
 //!
 //! Each example includes it with `mod support;`. Cargo builds every file
 //! directly under `examples/` as an example, but a directory only when it
@@ -19,7 +21,7 @@ use anyhow::{anyhow, Context};
 use selectloop::net::ListenerBuilder;
 use selectloop::{EventLoop, Signal};
 
-// ----- flags -----------------------------------------------------------------
+// ----- flags ----------------------------------------------------------------
 
 /// The command line, one flag at a time (parsed by `lexopt`: `--flag VALUE`
 /// and `--flag=VALUE` both work).
@@ -112,7 +114,7 @@ impl Args {
     }
 }
 
-// ----- logging ---------------------------------------------------------------
+// ----- logging --------------------------------------------------------------
 
 /// Sends `log` records to stderr: the loop's own warnings and errors (a
 /// failing callback under the default handler, a listener paused for want of
@@ -123,7 +125,7 @@ pub fn init_logger() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
 }
 
-// ----- a server's set-up ---------------------------------------------------------
+// ----- a server's set-up ----------------------------------------------------
 
 /// A listener on `addr` (`HOST:PORT`; port 0 picks one) as a server wants
 /// it: backlog 1024 (std's 128 drops SYNs under a burst of connects),
@@ -172,7 +174,7 @@ pub fn is_reset_io(e: &io::Error) -> bool {
     )
 }
 
-// ----- non-blocking I/O ---------------------------------------------------------
+// ----- non-blocking I/O -----------------------------------------------------
 
 /// Writes as much of `data` as the socket takes now (until it would block)
 /// and returns how much that was; the caller keeps the rest for when the
@@ -191,7 +193,7 @@ pub fn write_some(stream: &mut impl Write, data: &[u8]) -> io::Result<usize> {
     Ok(sent)
 }
 
-// ----- threads that block ---------------------------------------------------------
+// ----- threads that block ---------------------------------------------------
 
 /// The connections being served by threads with blocking I/O (a thread per
 /// client, a pool), so that Ctrl-C can end them: such a thread sits in
@@ -259,7 +261,7 @@ impl BlockingConns {
     }
 }
 
-// ----- the first line -------------------------------------------------------------
+// ----- the first line -------------------------------------------------------
 
 /// Prints a server's first line, `listening on ADDR`, and flushes it. Call it
 /// once Ctrl-C is handled: whoever reads it (the tests do) may connect, or
