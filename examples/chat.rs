@@ -33,14 +33,15 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
+use selectloop::net;
 use selectloop::{EventLoop, Interest, Signal, TimerHandle, Token, EVENT_READ, EVENT_WRITE};
+
+mod support;
 
 /// The longest line a client may send, newline included.
 const MAX_LINE: usize = 64 * 1024;
@@ -54,25 +55,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// What every client gets on Ctrl-C.
 const SHUTDOWN_LINE: &[u8] = b"Shutdown Server\n";
 
+const USAGE: &str = "usage: chat [--addr HOST:PORT] [--max-queued BYTES]";
+
 fn parse_args() -> anyhow::Result<(String, usize)> {
     let mut addr = "127.0.0.1:8008".to_string();
     let mut max_queued = MAX_QUEUED;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().context("--addr needs HOST:PORT")?,
-            "--max-queued" => {
-                max_queued = args
-                    .next()
-                    .context("--max-queued needs BYTES")?
-                    .parse()
-                    .context("--max-queued BYTES")?;
-            }
-            "-h" | "--help" => {
-                println!("usage: chat [--addr HOST:PORT] [--max-queued BYTES]");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => addr = args.value()?,
+            "--max-queued" => max_queued = args.value()?,
+            _ => return Err(args.unknown()),
         }
     }
     Ok((addr, max_queued))
@@ -102,20 +95,14 @@ impl Outbox {
     /// Writes as much as the socket takes now.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
         while let Some(front) = self.lines.front() {
-            match stream.write(&front[self.front_sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.front_sent += n;
-                    self.bytes -= n;
-                    if self.front_sent == front.len() {
-                        self.lines.pop_front();
-                        self.front_sent = 0;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+            let n = support::write_some(stream, &front[self.front_sent..])?;
+            self.front_sent += n;
+            self.bytes -= n;
+            if self.front_sent < front.len() {
+                break; // the socket is full
             }
+            self.lines.pop_front();
+            self.front_sent = 0;
         }
         Ok(())
     }
@@ -441,12 +428,9 @@ fn close_everyone(lp: &mut EventLoop, room: &Shared) {
 }
 
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let (addr, max_queued) = parse_args()?;
-    // Backlog 1024 (std's 128 drops SYNs under a burst of connects),
-    // SO_REUSEADDR on Unix only, non-blocking.
-    let listener = ListenerBuilder::new(&addr)
-        .build()
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = support::listen(&addr)?;
 
     let mut lp = EventLoop::new()?;
     let room: Shared = Rc::new(RefCell::new(Room {
@@ -480,10 +464,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     room.borrow_mut().listener = Some(token);
 
-    let mut out = io::stdout();
-    writeln!(out, "listening on {addr}")?;
-    out.flush()?;
-
+    support::announce(addr)?;
     lp.run()?;
     eprintln!("chat: shut down");
     Ok(())

@@ -19,13 +19,14 @@
 //! stops every loop and exits 0.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 
-use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
-use selectloop::{EventLoop, Interest, LoopGroup, Signal, EVENT_READ, EVENT_WRITE};
+use selectloop::net;
+use selectloop::{EventLoop, Interest, LoopGroup, EVENT_READ, EVENT_WRITE};
+
+mod support;
 
 /// Bytes read per `read` call, and so the most a connection ever buffers.
 const CHUNK: usize = 64 * 1024;
@@ -36,30 +37,21 @@ struct Options {
     upper: bool,
 }
 
+const USAGE: &str = "usage: echo [--addr HOST:PORT] [--threads N] [--upper]";
+
 fn parse_args() -> anyhow::Result<Options> {
     let mut options = Options {
         addr: "127.0.0.1:9999".into(),
         threads: 1,
         upper: false,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
-            "--threads" => {
-                options.threads = args
-                    .next()
-                    .context("--threads needs N")?
-                    .parse()
-                    .context("--threads N")?;
-                anyhow::ensure!(options.threads > 0, "--threads must be at least 1");
-            }
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
+            "--threads" => options.threads = args.positive()?,
             "--upper" => options.upper = true,
-            "-h" | "--help" => {
-                println!("usage: echo [--addr HOST:PORT] [--threads N] [--upper]");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
@@ -126,14 +118,14 @@ impl Conn {
         if self.upper {
             data.make_ascii_uppercase();
         }
-        let sent = write_some(stream, data)?;
+        let sent = support::write_some(stream, data)?;
         self.unsent.extend_from_slice(&data[sent..]);
         Ok(())
     }
 
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
         if !self.unsent.is_empty() {
-            let sent = write_some(stream, &self.unsent)?;
+            let sent = support::write_some(stream, &self.unsent)?;
             self.unsent.drain(..sent);
         }
         Ok(())
@@ -142,31 +134,6 @@ impl Conn {
 
 /// One read buffer per loop, shared by its connections.
 type Scratch = Rc<RefCell<Box<[u8]>>>;
-
-/// Writes as much of `data` as the socket takes now; returns how much.
-fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
-    let mut sent = 0;
-    while sent < data.len() {
-        match stream.write(&data[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
-}
-
-fn is_reset(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<io::Error>().is_some_and(|e| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-        )
-    })
-}
 
 /// What `net::serve` calls for each accepted connection (non-blocking,
 /// Nagle off): watch it for reading, with its own `Conn`.
@@ -191,19 +158,10 @@ fn on_accept(
 }
 
 fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Result<()> {
-    // A reset peer is routine for a server: drop it without a log line.
-    lp.set_error_handler(|lp, failure| {
-        if !is_reset(&failure.error) {
-            eprintln!("{failure}");
-        }
-        if let Some(token) = failure.token {
-            let _ = lp.unregister(token);
-        }
-    });
-    lp.add_signal_handler(Signal::INT, |lp| {
-        lp.stop();
-        Ok(())
-    })?;
+    // A reset peer is routine: dropped without a word. Any other error is
+    // logged and closes its connection.
+    support::drop_resets_quietly(lp);
+    support::stop_on_ctrl_c(lp)?;
     let scratch: Scratch = Rc::new(RefCell::new(vec![0; CHUNK].into_boxed_slice()));
     // Accepts in batches; out of descriptors, it pauses the listener a while
     // instead of spinning on it.
@@ -214,32 +172,23 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
 }
 
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let options = parse_args()?;
-    // Backlog 1024 (std's 128 drops SYNs under a burst of connects), SO_REUSEADDR
-    // on Unix only, non-blocking.
-    let listener = ListenerBuilder::new(&options.addr)
-        .build()
-        .with_context(|| format!("binding {}", options.addr))?;
+    let listener = support::listen(&options.addr)?;
     let addr = listener.local_addr()?;
 
-    // `listening on` goes out only once every loop has its Ctrl-C handler:
-    // whoever reads it may connect and interrupt at once.
-    let ready = move || -> io::Result<()> {
-        let mut out = io::stdout();
-        writeln!(out, "listening on {addr}")?;
-        out.flush()
-    };
+    // `listening on` goes out only once every loop has its Ctrl-C handler.
     let upper = options.upper;
     if options.threads == 1 {
         let mut lp = EventLoop::new()?;
         setup(&mut lp, listener, upper)?;
-        ready()?;
+        support::announce(addr)?;
         lp.run()?;
     } else {
         let group = LoopGroup::spawn(options.threads, move |lp, _index| {
             setup(lp, listener.try_clone()?, upper)
         })?;
-        ready()?;
+        support::announce(addr)?;
         group.join()?;
     }
     Ok(())

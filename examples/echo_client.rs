@@ -37,6 +37,8 @@ use anyhow::Context;
 use selectloop::net;
 use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
 
+mod support;
+
 /// The seed's messages, each sent with a `write` of its own.
 const MESSAGES: [&[u8]; 3] = [b"This is the message. ", b"It will be sent ", b"in parts."];
 
@@ -47,6 +49,8 @@ struct Options {
     timeout: Duration,
 }
 
+const USAGE: &str = "usage: echo_client [--addr HOST:PORT] [--conns N] [--upper] [--timeout SECS]";
+
 fn parse_args() -> anyhow::Result<Options> {
     let mut options = Options {
         addr: "127.0.0.1:9999".into(),
@@ -54,35 +58,17 @@ fn parse_args() -> anyhow::Result<Options> {
         upper: false,
         timeout: Duration::from_secs(10),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
-            "--conns" => {
-                options.conns = args
-                    .next()
-                    .context("--conns needs N")?
-                    .parse()
-                    .context("--conns N")?;
-                anyhow::ensure!(options.conns > 0, "--conns must be at least 1");
-            }
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
+            "--conns" => options.conns = args.positive()?,
             "--upper" => options.upper = true,
             "--timeout" => {
-                let secs: f64 = args
-                    .next()
-                    .context("--timeout needs SECS")?
-                    .parse()
-                    .context("--timeout SECS")?;
-                anyhow::ensure!(secs > 0.0, "--timeout must be positive");
-                options.timeout = Duration::from_secs_f64(secs);
+                options.timeout =
+                    Duration::try_from_secs_f64(args.positive()?).context("--timeout SECS")?;
             }
-            "-h" | "--help" => {
-                println!(
-                    "usage: echo_client [--addr HOST:PORT] [--conns N] [--upper] [--timeout SECS]"
-                );
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
@@ -228,6 +214,7 @@ impl Conn {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    support::init_logger();
     let options = parse_args()?;
     let addr = options
         .addr

@@ -49,8 +49,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
-use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::net;
+use selectloop::{EventLoop, Interest, Token, EVENT_READ, EVENT_WRITE};
+
+mod support;
 
 const WELCOME: &[u8] = b"welcome to 10086, enter 1xxx, 0 for an operator\n";
 const RECORDED: &[u8] = b"your call may be recorded\n";
@@ -90,24 +92,20 @@ fn parse_args() -> anyhow::Result<Options> {
         model: Model::Loop,
         client: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
             "--model" => {
-                options.model = match args.next().context("--model needs a name")?.as_str() {
+                options.model = match args.value::<String>()?.as_str() {
                     "loop" => Model::Loop,
                     "threads" => Model::Threads,
                     "fork" => Model::Fork,
                     other => anyhow::bail!("unknown model {other:?}: loop, threads or fork"),
                 }
             }
-            "--client" => options.client = Some(args.next().context("--client needs HOST:PORT")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+            "--client" => options.client = Some(args.value()?),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
@@ -189,15 +187,6 @@ fn trim(line: &[u8]) -> &[u8] {
     &line[start..end]
 }
 
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
 /// Serves one client with blocking I/O until `exit`, end of stream or an
 /// error: the threads and fork models.
 fn serve_blocking(mut stream: TcpStream) -> io::Result<()> {
@@ -269,15 +258,7 @@ impl LoopConn {
 
     /// Sends what the socket takes now.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        let mut sent = 0;
-        while sent < self.out.len() {
-            match stream.write(&self.out[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let sent = support::write_some(stream, &self.out)?;
         self.out.drain(..sent);
         Ok(())
     }
@@ -306,7 +287,8 @@ impl LoopConn {
 }
 
 /// The loop model's handoff: the connection joins the loop, welcomed at once.
-/// An error goes to the loop's error handler, which reports the client dropped.
+/// An error goes to the loop's error handler, which logs it (unless the client
+/// reset) and drops the client.
 fn loop_accept(lp: &mut EventLoop, mut stream: TcpStream) -> anyhow::Result<()> {
     let mut conn = LoopConn {
         session: Session::default(),
@@ -324,94 +306,25 @@ fn loop_accept(lp: &mut EventLoop, mut stream: TcpStream) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn report(e: &anyhow::Error) {
-    if !e.downcast_ref::<io::Error>().is_some_and(is_reset) {
-        eprintln!("client dropped: {e:#}");
-    }
-}
-
 // ----- threads model ---------------------------------------------------------
 
 mod threads {
-    use std::collections::HashMap;
-    use std::net::{Shutdown, TcpStream};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::thread::JoinHandle;
 
-    /// The connections the client threads serve, so that Ctrl-C can end them.
-    #[derive(Default)]
-    pub struct Registry {
-        inner: Mutex<Inner>,
-    }
-
-    #[derive(Default)]
-    struct Inner {
-        closed: bool,
-        next: u64,
-        open: HashMap<u64, TcpStream>,
-    }
-
-    impl Registry {
-        /// Records a connection; `None` once shutting down (drop it then).
-        pub fn add(&self, stream: &TcpStream) -> std::io::Result<Option<u64>> {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if inner.closed {
-                return Ok(None);
-            }
-            let id = inner.next;
-            inner.next += 1;
-            inner.open.insert(id, stream.try_clone()?);
-            Ok(Some(id))
-        }
-
-        pub fn remove(&self, id: u64) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.open.remove(&id);
-        }
-
-        /// Shuts every recorded connection down (its thread's blocked read
-        /// or write returns) and refuses new ones.
-        pub fn close_all(&self) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.closed = true;
-            for (_, stream) in inner.open.drain() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-    }
-
-    /// Runs `serve` on `stream` recorded in `registry`.
-    pub fn serve_recorded(
-        registry: &Registry,
-        stream: TcpStream,
-        serve: impl FnOnce(TcpStream) -> std::io::Result<()>,
-    ) {
-        let id = match registry.add(&stream) {
-            Ok(Some(id)) => id,
-            Ok(None) => return,
-            Err(e) => {
-                eprintln!("client dropped: {e}");
-                return;
-            }
-        };
-        if let Err(e) = serve(stream) {
-            if !super::is_reset(&e) {
-                eprintln!("client dropped: {e}");
-            }
-        }
-        registry.remove(id);
-    }
+    use crate::support::BlockingConns;
 
     /// The client threads: joined on shutdown, finished ones forgotten.
     #[derive(Default)]
     pub struct Threads {
-        pub registry: Arc<Registry>,
+        /// Their connections, shut down on Ctrl-C.
+        pub conns: Arc<BlockingConns>,
         pub handles: std::cell::RefCell<Vec<JoinHandle<()>>>,
     }
 
     impl Threads {
         pub fn shutdown(&self) {
-            self.registry.close_all();
+            self.conns.close_all();
             for handle in self.handles.borrow_mut().drain(..) {
                 let _ = handle.join();
             }
@@ -421,10 +334,10 @@ mod threads {
 
 /// The threads model's handoff: a thread for the connection.
 fn threads_accept(threads: &threads::Threads, stream: TcpStream) {
-    let registry = Arc::clone(&threads.registry);
+    let conns = Arc::clone(&threads.conns);
     let spawned = std::thread::Builder::new()
         .name("hotline-client".into())
-        .spawn(move || threads::serve_recorded(&registry, stream, serve_blocking));
+        .spawn(move || conns.serve(stream, serve_blocking));
     match spawned {
         Ok(handle) => {
             let mut handles = threads.handles.borrow_mut();
@@ -479,7 +392,7 @@ mod fork {
                     let code = match super::serve_blocking(stream) {
                         Ok(()) => 0,
                         Err(e) => {
-                            if !super::is_reset(&e) {
+                            if !crate::support::is_reset_io(&e) {
                                 eprintln!("client dropped: {e}");
                             }
                             1
@@ -572,6 +485,7 @@ fn run_client(addr: &str) -> anyhow::Result<()> {
 // ----- main ------------------------------------------------------------------
 
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let options = parse_args()?;
     if let Some(addr) = &options.client {
         return run_client(addr);
@@ -583,27 +497,13 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    // Backlog 1024 (std's 128 drops SYNs under a burst of connects),
-    // SO_REUSEADDR on Unix only, non-blocking.
-    let listener = ListenerBuilder::new(&options.addr)
-        .build()
-        .with_context(|| format!("binding {}", options.addr))?;
+    let listener = support::listen(&options.addr)?;
     let mut lp = EventLoop::new()?;
-    // A reset client is routine: drop it without a log line.
-    lp.set_error_handler(|lp, failure| {
-        report(&failure.error);
-        if let Some(token) = failure.token {
-            let _ = lp.unregister(token);
-        }
-    });
-    lp.add_signal_handler(Signal::INT, |lp| {
-        lp.stop();
-        Ok(())
-    })?;
-
-    let mut out = io::stdout();
-    writeln!(out, "listening on {}", listener.local_addr()?)?;
-    out.flush()?;
+    // A reset client is routine: dropped without a word. Any other error in
+    // a callback is logged and drops its client.
+    support::drop_resets_quietly(&mut lp);
+    support::stop_on_ctrl_c(&mut lp)?;
+    support::announce(listener.local_addr()?)?;
 
     match options.model {
         Model::Loop => {
@@ -626,6 +526,7 @@ fn main() -> anyhow::Result<()> {
         Model::Fork => {
             #[cfg(unix)]
             {
+                use selectloop::Signal;
                 use std::os::fd::AsRawFd;
                 let children = Rc::new(fork::Children::default());
                 let reaper = Rc::clone(&children);

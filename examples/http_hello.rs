@@ -54,13 +54,14 @@
 //!   spinning; Ctrl-C exits 0.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
-use selectloop::{EventLoop, Interest, Signal, TimerHandle, Token, EVENT_READ};
+use selectloop::net;
+use selectloop::{EventLoop, Interest, TimerHandle, Token, EVENT_READ};
+
+mod support;
 
 /// The largest request head accepted, request line and blank line included.
 const MAX_HEAD: usize = 8 * 1024;
@@ -86,6 +87,9 @@ struct Options {
     timeouts: Timeouts,
 }
 
+const USAGE: &str =
+    "usage: http_hello [--addr HOST:PORT] [--idle-timeout-ms MS] [--header-timeout-ms MS]";
+
 fn parse_args() -> anyhow::Result<Options> {
     let mut options = Options {
         addr: "127.0.0.1:8080".into(),
@@ -94,28 +98,15 @@ fn parse_args() -> anyhow::Result<Options> {
             header: Duration::from_secs(10),
         },
     };
-    let millis = |flag: &str, value: Option<String>| -> anyhow::Result<Duration> {
-        let ms: u64 = value
-            .with_context(|| format!("{flag} needs MS"))?
-            .parse()
-            .with_context(|| format!("{flag} MS"))?;
-        anyhow::ensure!(ms > 0, "{flag} must be at least 1");
-        Ok(Duration::from_millis(ms))
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
-            "--idle-timeout-ms" => options.timeouts.idle = millis(&arg, args.next())?,
-            "--header-timeout-ms" => options.timeouts.header = millis(&arg, args.next())?,
-            "-h" | "--help" => {
-                println!(
-                    "usage: http_hello [--addr HOST:PORT] [--idle-timeout-ms MS] \
-                     [--header-timeout-ms MS]"
-                );
-                std::process::exit(0);
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
+            "--idle-timeout-ms" => options.timeouts.idle = Duration::from_millis(args.positive()?),
+            "--header-timeout-ms" => {
+                options.timeouts.header = Duration::from_millis(args.positive()?);
             }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
@@ -525,15 +516,7 @@ impl Conn {
     /// Sends what the socket takes now; returns whether it took anything.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
         let before = self.sent;
-        while self.sent < self.out.len() {
-            match stream.write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        self.sent += support::write_some(stream, &self.out[self.sent..])?;
         let wrote = self.sent > before;
         if self.sent == self.out.len() {
             self.out.clear();
@@ -602,39 +585,17 @@ fn on_accept(lp: &mut EventLoop, stream: TcpStream, timeouts: Timeouts) -> anyho
     Ok(())
 }
 
-fn is_reset(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<io::Error>().is_some_and(|e| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-        )
-    })
-}
-
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let options = parse_args()?;
-    // The seed's SO_REUSEADDR (Unix only), a backlog of 1024, non-blocking.
-    let listener = ListenerBuilder::new(&options.addr)
-        .build()
-        .with_context(|| format!("binding {}", options.addr))?;
+    let listener = support::listen(&options.addr)?;
     let addr = listener.local_addr()?;
 
     let mut lp = EventLoop::new()?;
-    // A reset peer is routine for a server: drop it without a log line.
-    lp.set_error_handler(|lp, failure| {
-        if !is_reset(&failure.error) {
-            eprintln!("{failure}");
-        }
-        if let Some(token) = failure.token {
-            let _ = lp.unregister(token);
-        }
-    });
-    lp.add_signal_handler(Signal::INT, |lp| {
-        lp.stop();
-        Ok(())
-    })?;
+    // A reset peer is routine: dropped without a word. Any other error is
+    // logged and closes its connection.
+    support::drop_resets_quietly(&mut lp);
+    support::stop_on_ctrl_c(&mut lp)?;
     // Accepts in batches; out of descriptors (EMFILE/ENFILE), it pauses the
     // listener a while instead of spinning on it.
     let timeouts = options.timeouts;
@@ -642,9 +603,7 @@ fn main() -> anyhow::Result<()> {
         on_accept(lp, stream, timeouts)
     })?;
     // Only now: whoever reads this line may connect, or interrupt, at once.
-    let mut out = io::stdout();
-    writeln!(out, "listening on {addr}")?;
-    out.flush()?;
+    support::announce(addr)?;
     lp.run()?;
     Ok(())
 }

@@ -50,13 +50,14 @@
 //! the server closes; running out of descriptors pauses accepting instead of
 //! spinning; Ctrl-C closes every connection and exits 0.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
-use selectloop::{EventLoop, Interest, Signal, EVENT_READ, EVENT_WRITE};
+use selectloop::net;
+use selectloop::{EventLoop, Interest, EVENT_READ, EVENT_WRITE};
+
+mod support;
 
 /// Bytes read per `read` call.
 const CHUNK: usize = 16 * 1024;
@@ -105,12 +106,12 @@ fn parse_args() -> anyhow::Result<Options> {
         pool: 3,
         sndbuf: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
             "--model" => {
-                options.model = match args.next().context("--model needs a name")?.as_str() {
+                options.model = match args.value::<String>()?.as_str() {
                     "pool" => Model::Pool,
                     "nonblocking" => Model::Nonblocking,
                     "select" => Model::Select,
@@ -122,45 +123,19 @@ fn parse_args() -> anyhow::Result<Options> {
                     ),
                 }
             }
-            "--pool" => {
-                options.pool = args
-                    .next()
-                    .context("--pool needs N")?
-                    .parse()
-                    .context("--pool N")?;
-                anyhow::ensure!(options.pool > 0, "--pool must be at least 1");
-            }
-            "--sndbuf" => {
-                options.sndbuf = Some(
-                    args.next()
-                        .context("--sndbuf needs BYTES")?
-                        .parse()
-                        .context("--sndbuf BYTES")?,
-                );
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+            "--pool" => options.pool = args.positive()?,
+            "--sndbuf" => options.sndbuf = Some(args.value()?),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
 }
 
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
-/// Logs a dropped client's error, unless it merely reset.
-fn report(e: &anyhow::Error) {
-    if !e.downcast_ref::<io::Error>().is_some_and(is_reset) {
-        eprintln!("client dropped: {e:#}");
+/// Logs a dropped client's error, unless it merely reset (the models that
+/// serve clients without the event loop).
+fn report(e: &io::Error) {
+    if !support::is_reset_io(e) {
+        eprintln!("client dropped: {e}");
     }
 }
 
@@ -176,26 +151,12 @@ fn prepare(stream: &TcpStream, nonblocking: bool) -> io::Result<()> {
     }
 }
 
-/// Prints the first line, `listening on ADDR`, once Ctrl-C is handled.
-fn announce(listener: &TcpListener) -> io::Result<()> {
-    let mut out = io::stdout();
-    writeln!(out, "listening on {}", listener.local_addr()?)?;
-    out.flush()
-}
-
-/// A loop whose Ctrl-C stops it and whose reset clients go quietly.
+/// A loop whose Ctrl-C stops it, and whose callbacks' errors are logged
+/// (unless a client merely reset) and drop their client.
 fn new_loop() -> anyhow::Result<EventLoop> {
     let mut lp = EventLoop::new()?;
-    lp.set_error_handler(|lp, failure| {
-        report(&failure.error);
-        if let Some(token) = failure.token {
-            let _ = lp.unregister(token);
-        }
-    });
-    lp.add_signal_handler(Signal::INT, |lp| {
-        lp.stop();
-        Ok(())
-    })?;
+    support::drop_resets_quietly(&mut lp);
+    support::stop_on_ctrl_c(&mut lp)?;
     Ok(lp)
 }
 
@@ -213,54 +174,13 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 // ----- pool: blocking I/O on N threads ---------------------------------------
 
 mod pool {
-    use std::collections::HashMap;
     use std::io::{self, Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream};
     use std::sync::{mpsc, Arc, Mutex};
 
     use selectloop::net;
 
-    /// The connections the workers serve, so that Ctrl-C can end them.
-    #[derive(Default)]
-    struct Registry {
-        inner: Mutex<Inner>,
-    }
-
-    #[derive(Default)]
-    struct Inner {
-        closed: bool,
-        next: u64,
-        open: HashMap<u64, TcpStream>,
-    }
-
-    impl Registry {
-        /// Records a connection; `None` once shutting down (drop it then).
-        fn add(&self, stream: &TcpStream) -> io::Result<Option<u64>> {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if inner.closed {
-                return Ok(None);
-            }
-            let id = inner.next;
-            inner.next += 1;
-            inner.open.insert(id, stream.try_clone()?);
-            Ok(Some(id))
-        }
-
-        fn remove(&self, id: u64) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.open.remove(&id);
-        }
-
-        /// Shuts every recorded connection down (its worker's blocked read
-        /// or write returns) and refuses new ones.
-        fn close_all(&self) {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.closed = true;
-            for (_, stream) in inner.open.drain() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-    }
+    use crate::support::BlockingConns;
 
     /// One client, start to end, with blocking I/O: the worker is busy with
     /// it until it leaves.
@@ -281,7 +201,7 @@ mod pool {
         }
     }
 
-    fn worker(registry: &Registry, queue: &Mutex<mpsc::Receiver<TcpStream>>) {
+    fn worker(conns: &BlockingConns, queue: &Mutex<mpsc::Receiver<TcpStream>>) {
         loop {
             // The lock is held while waiting: one idle worker waits on the
             // channel, the others on the lock.
@@ -289,38 +209,28 @@ mod pool {
             let Ok(stream) = next else {
                 return; // the accepting loop is gone
             };
-            let id = match registry.add(&stream) {
-                Ok(Some(id)) => id,
-                Ok(None) => continue, // shutting down: drop it
-                Err(e) => {
-                    eprintln!("client dropped: {e}");
-                    continue;
-                }
-            };
-            if let Err(e) = serve(stream) {
-                super::report(&e.into());
-            }
-            registry.remove(id);
+            conns.serve(stream, serve);
         }
     }
 
     pub fn run(listener: TcpListener, threads: usize) -> anyhow::Result<()> {
-        let registry = Arc::new(Registry::default());
+        // The workers' connections, shut down on Ctrl-C.
+        let conns = Arc::new(BlockingConns::default());
         let (tx, rx) = mpsc::channel::<TcpStream>();
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::new();
         for i in 0..threads {
-            let registry = Arc::clone(&registry);
+            let conns = Arc::clone(&conns);
             let rx = Arc::clone(&rx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("pool-{i}"))
-                    .spawn(move || worker(&registry, &rx))?,
+                    .spawn(move || worker(&conns, &rx))?,
             );
         }
 
         let mut lp = super::new_loop()?;
-        super::announce(&listener)?;
+        crate::support::announce(listener.local_addr()?)?;
         // The (N+1)th connection waits in the channel, accepted but unread,
         // until a worker is free: as with the seed's blocking accept and
         // executor, whose queue is the executor's.
@@ -331,7 +241,7 @@ mod pool {
         lp.run()?;
 
         drop(lp); // closes the listener and the channel's sending side
-        registry.close_all();
+        conns.close_all();
         for worker in workers {
             let _ = worker.join();
         }
@@ -386,7 +296,7 @@ mod busy {
                                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                             ) => {}
                         Err(e) => {
-                            super::report(&e.into());
+                            super::report(&e);
                             c.closed = true;
                         }
                     }
@@ -402,7 +312,7 @@ mod busy {
                                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                             ) => {}
                         Err(e) => {
-                            super::report(&e.into());
+                            super::report(&e);
                             c.closed = true;
                         }
                     }
@@ -455,7 +365,7 @@ mod busy {
 
     pub fn run(listener: TcpListener) -> anyhow::Result<()> {
         let mut lp = super::new_loop()?;
-        super::announce(&listener)?;
+        crate::support::announce(listener.local_addr()?)?;
         let busy = Busy {
             listener,
             clients: Vec::new(),
@@ -516,7 +426,7 @@ mod direct {
         let mut sel: Sel<B> = BaseSelector::new()?;
         let listener_fd = listener.fileno();
         let ctrl_fd = ctrl.fileno();
-        super::announce(&listener)?;
+        crate::support::announce(listener.local_addr()?)?;
         sel.register(Socket::from(listener), EVENT_READ, ())?;
         sel.register(Socket::from(ctrl), EVENT_READ, ())?;
 
@@ -578,7 +488,12 @@ mod direct {
                             size => conn.set_send_buffer_size(size),
                         })
                         .map_err(selectloop::Error::from)
-                        .and_then(|()| sel.register(conn, EVENT_READ, ()).map(|_| ()));
+                        .and_then(|()| {
+                            // Refused, the connection is dropped (closed) here.
+                            sel.register(conn, EVENT_READ, ())
+                                .map(|_| ())
+                                .map_err(selectloop::Error::from)
+                        });
                     match registered {
                         Ok(()) => {
                             queues.insert(fd, Queue::default());
@@ -612,7 +527,7 @@ mod direct {
         let sock = &key.fileobj;
         let outcome = match exchange(sock, q, mask, buf) {
             Err(e) => {
-                super::report(&e.into());
+                super::report(&e);
                 Outcome::Close
             }
             Ok(()) => match q.interest() {
@@ -663,19 +578,14 @@ mod direct {
         }
         if mask.is_writable() {
             while let Some(front) = q.msgs.front() {
-                match sock.write(&front[q.front_sent..]) {
-                    Ok(n) => {
-                        q.front_sent += n;
-                        q.bytes -= n;
-                        if q.front_sent == front.len() {
-                            q.msgs.pop_front();
-                            q.front_sent = 0;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
+                let n = crate::support::write_some(&mut sock, &front[q.front_sent..])?;
+                q.front_sent += n;
+                q.bytes -= n;
+                if q.front_sent < front.len() {
+                    break; // the socket is full
                 }
+                q.msgs.pop_front();
+                q.front_sent = 0;
             }
         }
         Ok(())
@@ -759,16 +669,8 @@ impl LoopConn {
                 Err(e) => return Err(e.into()),
             }
         }
-        while !self.unsent.is_empty() {
-            match stream.write(&self.unsent) {
-                Ok(n) => {
-                    self.unsent.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let sent = support::write_some(stream, &self.unsent)?;
+        self.unsent.drain(..sent);
         if self.unsent.is_empty() && self.eof {
             let _ = stream.shutdown(Shutdown::Write);
             lp.unregister(me)?;
@@ -787,8 +689,9 @@ impl LoopConn {
 
 fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
     let mut lp = new_loop()?;
-    announce(&listener)?;
-    // An error goes to the loop's error handler: "client dropped".
+    support::announce(listener.local_addr()?)?;
+    // An error goes to the loop's error handler, which logs it and drops the
+    // client.
     net::serve(&mut lp, listener, |lp, stream, _peer| {
         let mut conn = LoopConn {
             unsent: Vec::new(),
@@ -807,6 +710,7 @@ fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let options = parse_args()?;
     if let Some(size) = options.sndbuf {
         SNDBUF.store(size, Ordering::Relaxed);
@@ -817,13 +721,10 @@ fn main() -> anyhow::Result<()> {
              only; on Windows use --model poll (WSAPoll) or --model epoll (IOCP)"
         );
     }
-    // Backlog 1024 (seed 5 asks for 1000; std's `TcpListener::bind` uses
-    // 128, and a burst of connects beyond the accept queue sees its SYNs
-    // dropped and retried only a second later), SO_REUSEADDR on Unix only,
-    // non-blocking.
-    let listener = ListenerBuilder::new(&options.addr)
-        .build()
-        .with_context(|| format!("binding {}", options.addr))?;
+    // Backlog 1024: seed 5 asks for 1000; std's `TcpListener::bind` uses 128,
+    // and a burst of connects beyond the accept queue sees its SYNs dropped
+    // and retried only a second later.
+    let listener = support::listen(&options.addr)?;
     match options.model {
         Model::Pool => pool::run(listener, options.pool),
         Model::Nonblocking => busy::run(listener),

@@ -41,16 +41,17 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
-use selectloop::net::{self, ListenerBuilder};
+use selectloop::net;
 use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
+
+mod support;
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -65,38 +66,21 @@ struct Options {
     workers: Option<usize>,
 }
 
+const USAGE: &str = "usage: offload [--addr HOST:PORT] [--work-delay-ms MS] [--workers N]";
+
 fn parse_args() -> anyhow::Result<Options> {
     let mut options = Options {
         addr: "127.0.0.1:9999".into(),
         work_delay: Duration::from_secs(2),
         workers: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => options.addr = args.next().context("--addr needs HOST:PORT")?,
-            "--work-delay-ms" => {
-                let ms: u64 = args
-                    .next()
-                    .context("--work-delay-ms needs MS")?
-                    .parse()
-                    .context("--work-delay-ms MS")?;
-                options.work_delay = Duration::from_millis(ms);
-            }
-            "--workers" => {
-                let n: usize = args
-                    .next()
-                    .context("--workers needs N")?
-                    .parse()
-                    .context("--workers N")?;
-                anyhow::ensure!(n > 0, "--workers must be at least 1");
-                options.workers = Some(n);
-            }
-            "-h" | "--help" => {
-                println!("usage: offload [--addr HOST:PORT] [--work-delay-ms MS] [--workers N]");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
+            "--work-delay-ms" => options.work_delay = Duration::from_millis(args.value()?),
+            "--workers" => options.workers = Some(args.positive()?),
+            _ => return Err(args.unknown()),
         }
     }
     Ok(options)
@@ -184,15 +168,7 @@ impl Conn {
 
     /// Sends what the socket takes now.
     fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        while self.sent < self.out.len() {
-            match stream.write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        self.sent += support::write_some(stream, &self.out[self.sent..])?;
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
@@ -381,38 +357,19 @@ fn on_accept(lp: &mut EventLoop, stream: TcpStream, config: &Rc<Config>) -> anyh
     Ok(())
 }
 
-fn is_reset(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<io::Error>().is_some_and(|e| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-        )
-    })
-}
-
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let options = parse_args()?;
-    // Backlog 1024 (std's 128 drops SYNs under a burst of connects),
-    // SO_REUSEADDR on Unix only, non-blocking.
-    let listener = ListenerBuilder::new(&options.addr)
-        .build()
-        .with_context(|| format!("binding {}", options.addr))?;
+    let listener = support::listen(&options.addr)?;
     let addr = listener.local_addr()?;
 
     let mut lp = EventLoop::new()?;
     if let Some(workers) = options.workers {
         lp.set_executor_threads(workers);
     }
-    lp.set_error_handler(|lp, failure| {
-        if !is_reset(&failure.error) {
-            eprintln!("{failure}");
-        }
-        if let Some(token) = failure.token {
-            let _ = lp.unregister(token);
-        }
-    });
+    // A reset peer is routine: dropped without a word. Any other error is
+    // logged and closes its connection.
+    support::drop_resets_quietly(&mut lp);
     let shutdown = Arc::new(Shutdown::default());
     let stop = Arc::clone(&shutdown);
     lp.add_signal_handler(Signal::INT, move |lp| {
@@ -430,9 +387,7 @@ fn main() -> anyhow::Result<()> {
         on_accept(lp, stream, &config)
     })?;
     // Only now: whoever reads this line may connect, or interrupt, at once.
-    let mut out = io::stdout();
-    writeln!(out, "listening on {addr}")?;
-    out.flush()?;
+    support::announce(addr)?;
     lp.run()?;
     // Dropping the loop waits for the workers, which the shutdown woke.
     Ok(())
