@@ -34,12 +34,12 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
 use selectloop::net;
-use selectloop::{EventLoop, Interest, Signal, TimerHandle, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::{CallHandle, EventLoop, IoEvent, Signal, Token, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
@@ -121,15 +121,15 @@ struct Client {
 /// client's from inside a callback).
 #[derive(Default)]
 struct Room {
-    clients: BTreeMap<Token, Client>,
+    clients: BTreeMap<Token<TcpStream>, Client>,
     /// A client with more than this queued for it is dropped.
     max_queued: usize,
     /// The listener's token (it stays the same while `net::serve` pauses
     /// accepting); taken, and the listener closed, on Ctrl-C.
-    listener: Option<Token>,
+    listener: Option<Token<TcpListener>>,
     /// Ctrl-C came: clients are being sent their last lines.
     closing: bool,
-    grace: Option<TimerHandle>,
+    grace: Option<CallHandle>,
 }
 
 type Shared = Rc<RefCell<Room>>;
@@ -143,11 +143,9 @@ fn join(
     peer: SocketAddr,
 ) -> anyhow::Result<()> {
     let shared = Rc::clone(room);
-    let token = lp.register(
-        stream,
-        EVENT_READ,
-        move |lp, stream: &mut TcpStream, mask| on_client(lp, &shared, stream, mask),
-    )?;
+    let token = lp.register(stream, EVENT_READ, move |lp, stream: &mut TcpStream, ev| {
+        on_client(lp, &shared, stream, ev)
+    })?;
     eprintln!("chat: {peer} joined");
     room.borrow_mut().clients.insert(
         token,
@@ -165,9 +163,9 @@ fn on_client(
     lp: &mut EventLoop,
     room: &Shared,
     stream: &mut TcpStream,
-    mask: Interest,
+    ev: IoEvent<TcpStream>,
 ) -> anyhow::Result<()> {
-    let me = lp.current_token().expect("called by the loop");
+    let (me, mask) = (ev.token(), ev.mask());
     if mask.is_writable() {
         let flushed = match room.borrow_mut().clients.get_mut(&me) {
             Some(client) => client.outbox.flush(stream),
@@ -243,7 +241,7 @@ fn split_lines(partial: &mut Vec<u8>, data: &[u8]) -> (Vec<Rc<[u8]>>, bool) {
 
 /// Queues `lines` for every client but `from`, and writes what each socket
 /// takes now; drops the clients that are over the bound or fail.
-fn broadcast(lp: &mut EventLoop, room: &Shared, from: Token, lines: Vec<Rc<[u8]>>) {
+fn broadcast(lp: &mut EventLoop, room: &Shared, from: Token<TcpStream>, lines: Vec<Rc<[u8]>>) {
     if lines.is_empty() {
         return;
     }
@@ -293,7 +291,7 @@ fn broadcast(lp: &mut EventLoop, room: &Shared, from: Token, lines: Vec<Rc<[u8]>
 
 /// Watches a client for what it needs now: reads always (unless closing),
 /// writes while something is queued for it.
-fn watch(lp: &mut EventLoop, room: &Shared, token: Token) -> selectloop::Result<()> {
+fn watch(lp: &mut EventLoop, room: &Shared, token: Token<TcpStream>) -> selectloop::Result<()> {
     let room = room.borrow();
     let Some(client) = room.clients.get(&token) else {
         return Ok(());
@@ -308,7 +306,7 @@ fn watch(lp: &mut EventLoop, room: &Shared, token: Token) -> selectloop::Result<
 
 /// Removes a client that left (`why` is `None`) or failed, logging it, and
 /// closes its socket (unregistering drops it).
-fn drop_client(lp: &mut EventLoop, room: &Shared, token: Token, why: Option<&str>) {
+fn drop_client(lp: &mut EventLoop, room: &Shared, token: Token<TcpStream>, why: Option<&str>) {
     let Some(client) = room.borrow_mut().clients.remove(&token) else {
         return;
     };
@@ -324,7 +322,12 @@ fn drop_client(lp: &mut EventLoop, room: &Shared, token: Token, why: Option<&str
 /// shut down first, and what it sent meanwhile is read and discarded, so
 /// that closing sends a FIN rather than a reset that could destroy the
 /// lines it has not read yet.
-fn close_client(lp: &mut EventLoop, room: &Shared, token: Token, stream: Option<&mut TcpStream>) {
+fn close_client(
+    lp: &mut EventLoop,
+    room: &Shared,
+    token: Token<TcpStream>,
+    stream: Option<&mut TcpStream>,
+) {
     if room.borrow_mut().clients.remove(&token).is_none() {
         return;
     }
@@ -374,7 +377,7 @@ fn shut_down(lp: &mut EventLoop, room: &Shared) {
     if let Some(listener) = listener {
         let _ = lp.unregister(listener); // closes it
     }
-    let tokens: Vec<Token> = room.borrow().clients.keys().copied().collect();
+    let tokens: Vec<Token<TcpStream>> = room.borrow().clients.keys().copied().collect();
     eprintln!(
         "chat: Ctrl-C, telling {} client(s) and shutting down",
         tokens.len()
@@ -421,7 +424,7 @@ fn shut_down(lp: &mut EventLoop, room: &Shared) {
 }
 
 fn close_everyone(lp: &mut EventLoop, room: &Shared) {
-    let tokens: Vec<Token> = room.borrow().clients.keys().copied().collect();
+    let tokens: Vec<Token<TcpStream>> = room.borrow().clients.keys().copied().collect();
     for token in tokens {
         close_client(lp, room, token, None);
     }
@@ -443,8 +446,15 @@ fn main() -> anyhow::Result<()> {
     lp.set_error_handler(move |lp, failure| {
         eprintln!("chat: {failure}");
         if let Some(token) = failure.token {
-            if shared.borrow().clients.contains_key(&token) {
-                drop_client(lp, &shared, token, Some("callback failed"));
+            // The failing source's token, typed again if it is a client's.
+            let client = shared
+                .borrow()
+                .clients
+                .keys()
+                .find(|&&c| c == token)
+                .copied();
+            if let Some(client) = client {
+                drop_client(lp, &shared, client, Some("callback failed"));
             } else {
                 let _ = lp.unregister(token);
             }

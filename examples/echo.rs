@@ -24,7 +24,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 
 use selectloop::net;
-use selectloop::{EventLoop, Interest, LoopGroup, EVENT_READ, EVENT_WRITE};
+use selectloop::{EventLoop, IoEvent, LoopGroup, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
@@ -72,9 +72,9 @@ impl Conn {
         &mut self,
         lp: &mut EventLoop,
         stream: &mut TcpStream,
-        mask: Interest,
+        ev: IoEvent<TcpStream>,
     ) -> anyhow::Result<()> {
-        let me = lp.current_token().expect("called by the loop");
+        let (me, mask) = (ev.token(), ev.mask());
         if !self.unsent.is_empty() {
             self.flush(stream)?;
         } else if mask.is_readable() && !self.eof {
@@ -149,11 +149,9 @@ fn on_accept(
         upper,
         eof: false,
     };
-    lp.register(
-        stream,
-        EVENT_READ,
-        move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
-    )?;
+    lp.register(stream, EVENT_READ, move |lp, stream: &mut TcpStream, ev| {
+        conn.on_ready(lp, stream, ev)
+    })?;
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use selectloop::net;
-use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::{EventLoop, Interest, Signal, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
@@ -258,11 +258,11 @@ fn main() -> anyhow::Result<ExitCode> {
         lp.register(
             stream,
             EVENT_READ | EVENT_WRITE,
-            move |lp, stream: &mut TcpStream, mask| {
-                let me: Token = lp.current_token().expect("called by the loop");
+            move |lp, stream: &mut TcpStream, ev| {
+                let me = ev.token();
                 let outcome = {
                     let run = shared.borrow();
-                    conn.on_ready(stream, mask, &run.expected)
+                    conn.on_ready(stream, ev.mask(), &run.expected)
                 };
                 match outcome {
                     Ok(false) => {

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use selectloop::net;
-use selectloop::{EventLoop, Interest, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::{EventLoop, IoEvent, Token, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
@@ -232,11 +232,11 @@ impl LoopConn {
         &mut self,
         lp: &mut EventLoop,
         stream: &mut TcpStream,
-        mask: Interest,
+        ev: IoEvent<TcpStream>,
     ) -> anyhow::Result<()> {
         // Read only once everything owed is sent: a client that does not
         // read its replies costs one read's worth of memory, not more.
-        if mask.is_readable() && self.out.is_empty() && !self.session.over {
+        if ev.is_readable() && self.out.is_empty() && !self.session.over {
             let mut buf = [0; CHUNK];
             match stream.read(&mut buf) {
                 Ok(0) => self.session.finish(&mut self.out),
@@ -252,8 +252,7 @@ impl LoopConn {
             }
         }
         self.flush(stream)?;
-        let me = lp.current_token().expect("called by the loop");
-        self.settle(lp, me, stream)
+        self.settle(lp, ev.token(), stream)
     }
 
     /// Sends what the socket takes now.
@@ -268,7 +267,7 @@ impl LoopConn {
     fn settle(
         &mut self,
         lp: &mut EventLoop,
-        me: Token,
+        me: Token<TcpStream>,
         stream: &mut TcpStream,
     ) -> anyhow::Result<()> {
         if self.out.is_empty() && self.session.over {
@@ -300,8 +299,8 @@ fn loop_accept(lp: &mut EventLoop, mut stream: TcpStream) -> anyhow::Result<()> 
     } else {
         EVENT_WRITE
     };
-    lp.register(stream, events, move |lp, stream: &mut TcpStream, mask| {
-        conn.on_ready(lp, stream, mask)
+    lp.register(stream, events, move |lp, stream: &mut TcpStream, ev| {
+        conn.on_ready(lp, stream, ev)
     })?;
     Ok(())
 }

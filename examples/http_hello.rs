@@ -59,7 +59,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use selectloop::net;
-use selectloop::{EventLoop, Interest, TimerHandle, Token, EVENT_READ};
+use selectloop::{CallHandle, EventLoop, Interest, IoEvent, Token, EVENT_READ};
 
 mod support;
 
@@ -321,7 +321,7 @@ enum Deadline {
 
 /// One client connection's state; owned by its callback.
 struct Conn {
-    token: Token,
+    token: Token<TcpStream>,
     timeouts: Timeouts,
     /// Received, not yet consumed: the start of a request head, or requests
     /// not answered yet because too much output is pending.
@@ -342,7 +342,7 @@ struct Conn {
     eof: bool,
     /// Our side is shut down; waiting for the peer to close.
     lingering: bool,
-    timer: Option<(Deadline, TimerHandle)>,
+    timer: Option<(Deadline, CallHandle)>,
 }
 
 impl Drop for Conn {
@@ -354,7 +354,7 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn new(token: Token, timeouts: Timeouts) -> Conn {
+    fn new(token: Token<TcpStream>, timeouts: Timeouts) -> Conn {
         Conn {
             token,
             timeouts,
@@ -383,8 +383,9 @@ impl Conn {
         &mut self,
         lp: &mut EventLoop,
         stream: &mut TcpStream,
-        mask: Interest,
+        ev: IoEvent<TcpStream>,
     ) -> anyhow::Result<()> {
+        let mask = ev.mask();
         let mut progress = self.flush(stream)?;
         if self.lingering {
             return self.discard(lp, stream);
@@ -579,8 +580,8 @@ fn on_accept(lp: &mut EventLoop, stream: TcpStream, timeouts: Timeouts) -> anyho
     let token = lp.register(stream, EVENT_READ, |_, _: &mut TcpStream, _| Ok(()))?;
     let mut conn = Conn::new(token, timeouts);
     conn.set_timer(lp, Deadline::Idle, false);
-    lp.set_callback(token, move |lp, stream: &mut TcpStream, mask| {
-        conn.on_ready(lp, stream, mask)
+    lp.set_callback(token, move |lp, stream: &mut TcpStream, ev| {
+        conn.on_ready(lp, stream, ev)
     })?;
     Ok(())
 }

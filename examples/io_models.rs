@@ -22,7 +22,7 @@
 //!   design: that is what the tutorial shows before multiplexing.
 //! - `--model select` / `poll` / `epoll`: the crate's `SelectSelector`
 //!   (select(2), descriptors below `FD_SETSIZE` only) / `PollSelector`
-//!   (poll(2), `WSAPoll` on Windows) / `PollingSelector` (epoll on Linux,
+//!   (poll(2), `WSAPoll` on Windows) / `NativeSelector` (epoll on Linux,
 //!   kqueue on macOS and the BSDs, IOCP on Windows) used directly, without
 //!   the event loop: each connection has a queue of replies and is watched
 //!   for EVENT_WRITE only while its queue is not empty (seed 5's "queued
@@ -55,7 +55,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use selectloop::net;
-use selectloop::{EventLoop, Interest, EVENT_READ, EVENT_WRITE};
+use selectloop::{EventLoop, IoEvent, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
@@ -92,7 +92,7 @@ The upper-case echo server, served by the I/O model MODEL:
   select       SelectSelector (select(2), descriptors < FD_SETSIZE); Unix
                only: on Windows this model exits with an error
   poll         PollSelector (poll(2); WSAPoll on Windows)
-  epoll        PollingSelector: epoll on Linux, kqueue on macOS/BSD, and
+  epoll        NativeSelector: epoll on Linux, kqueue on macOS/BSD, and
                IOCP on Windows
   loop         the EventLoop
 
@@ -606,9 +606,8 @@ mod direct {
                     let mut lp = EventLoop::new()?;
                     // Readable only when the main thread's end closes.
                     let token =
-                        lp.register(theirs, EVENT_READ, |lp, _theirs: &mut TcpStream, _mask| {
-                            let me = lp.current_token().expect("called by the loop");
-                            lp.unregister(me)?;
+                        lp.register(theirs, EVENT_READ, |lp, _theirs: &mut TcpStream, ev| {
+                            lp.unregister(ev.token())?;
                             Ok(())
                         })?;
                     lp.add_signal_handler(Signal::INT, move |lp| {
@@ -650,9 +649,9 @@ impl LoopConn {
         &mut self,
         lp: &mut EventLoop,
         stream: &mut TcpStream,
-        mask: Interest,
+        ev: IoEvent<TcpStream>,
     ) -> anyhow::Result<()> {
-        let me = lp.current_token().expect("called by the loop");
+        let (me, mask) = (ev.token(), ev.mask());
         if mask.is_readable() && self.unsent.is_empty() && !self.eof {
             let mut buf = [0; CHUNK];
             match stream.read(&mut buf) {
@@ -698,11 +697,9 @@ fn run_loop(listener: TcpListener) -> anyhow::Result<()> {
             eof: false,
         };
         prepare(&stream, true)?;
-        lp.register(
-            stream,
-            EVENT_READ,
-            move |lp, stream: &mut TcpStream, mask| conn.on_ready(lp, stream, mask),
-        )?;
+        lp.register(stream, EVENT_READ, move |lp, stream: &mut TcpStream, ev| {
+            conn.on_ready(lp, stream, ev)
+        })?;
         Ok(())
     })?;
     lp.run()?;

@@ -49,7 +49,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use selectloop::net;
-use selectloop::{EventLoop, Interest, Signal, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::{EventLoop, Interest, IoEvent, Signal, Token, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
@@ -131,7 +131,7 @@ struct Config {
 struct Conn {
     config: Rc<Config>,
     /// Its registration; `None` while parked or closed.
-    token: Option<Token>,
+    token: Option<Token<TcpStream>>,
     /// The socket, while the connection waits unregistered for READ answers.
     parked: Option<TcpStream>,
     /// The start of a line not complete yet.
@@ -254,7 +254,12 @@ impl Conn {
     }
 
     /// After an I/O callback: choose what to watch, or close, or park.
-    fn settle(&mut self, lp: &mut EventLoop, stream: &TcpStream, me: Token) -> anyhow::Result<()> {
+    fn settle(
+        &mut self,
+        lp: &mut EventLoop,
+        stream: &TcpStream,
+        me: Token<TcpStream>,
+    ) -> anyhow::Result<()> {
         if self.eof && self.pending() == 0 {
             if self.reads_in_flight() > 0 {
                 // Nothing to send until a READ finishes, nothing to read
@@ -278,9 +283,9 @@ fn on_ready(
     conn: &Shared,
     lp: &mut EventLoop,
     stream: &mut TcpStream,
-    mask: Interest,
+    ev: IoEvent<TcpStream>,
 ) -> anyhow::Result<()> {
-    let me = lp.current_token().expect("called by the loop");
+    let (me, mask) = (ev.token(), ev.mask());
     let mut c = conn.borrow_mut();
     c.flush(stream)?;
     if mask.is_readable() && c.can_read() {
@@ -307,8 +312,8 @@ fn register(
     events: Interest,
 ) -> selectloop::Result<()> {
     let shared = Rc::clone(conn);
-    let token = lp.register(stream, events, move |lp, stream: &mut TcpStream, mask| {
-        on_ready(&shared, lp, stream, mask)
+    let token = lp.register(stream, events, move |lp, stream: &mut TcpStream, ev| {
+        on_ready(&shared, lp, stream, ev)
     })?;
     conn.borrow_mut().token = Some(token);
     Ok(())

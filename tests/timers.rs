@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use selectloop::{EventLoop, CallHandle, EVENT_READ};
+use selectloop::{CallHandle, EventLoop, EVENT_READ};
 
 use loop_util::{loop_pair, wait_readable, Watchdog, PATIENCE};
 

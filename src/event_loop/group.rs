@@ -122,9 +122,9 @@ impl LoopGroup {
     pub fn join(self) -> crate::Result<()> {
         let mut first = Ok(());
         for thread in self.threads {
-            let result = thread.join().unwrap_or_else(|_| {
-                Err(io::Error::other("a loop thread panicked").into())
-            });
+            let result = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a loop thread panicked").into()));
             if first.is_ok() {
                 first = result;
             }
