@@ -51,8 +51,10 @@
 //!   (`EMFILE`, `ENFILE`) or buffers takes the listener out of the selector
 //!   for 100 ms instead of spinning on it.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -95,7 +97,7 @@ fn accept(server: &mut Server, fd: Fd, _mask: Interest) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // The client gave up while queued: that connection is gone, not the server.
-            Err(e) if is_peer_gone(&e) => {
+            Err(e) if support::is_reset_io(&e) => {
                 eprintln!("accept: {e}");
                 continue;
             }
@@ -138,7 +140,7 @@ fn read(server: &mut Server, fd: Fd, _mask: Interest) {
             Err(e) => return close(server, fd, Some(e)),
         }
     };
-    let sent = match send_some(conn, &buf[..n]) {
+    let sent = match support::write_some(&mut conn, &buf[..n]) {
         Ok(sent) => sent,
         Err(e) => return close(server, fd, Some(e)),
     };
@@ -158,7 +160,7 @@ fn write(server: &mut Server, fd: Fd, _mask: Interest) {
         return;
     };
     let unsent = server.unsent.entry(fd).or_default();
-    match send_some(&key.fileobj, unsent) {
+    match support::write_some(&mut &key.fileobj, unsent) {
         Ok(sent) => drop(unsent.drain(..sent)),
         Err(e) => return close(server, fd, Some(e)),
     }
@@ -174,38 +176,13 @@ fn write(server: &mut Server, fd: Fd, _mask: Interest) {
 /// Python's `sel.unregister(conn); conn.close()`, logging `error` unless it
 /// is just the peer resetting.
 fn close(server: &mut Server, fd: Fd, error: Option<io::Error>) {
-    if let Some(e) = error.filter(|e| !is_peer_gone(e)) {
+    if let Some(e) = error.filter(|e| !support::is_reset_io(e)) {
         eprintln!("dropping connection {fd}: {e}");
     }
     server.unsent.remove(&fd);
     if let Ok(key) = server.sel.unregister(fd) {
         drop(key.fileobj); // conn.close()
     }
-}
-
-/// Sends as much of `data` as the socket takes now; returns how much.
-fn send_some(mut conn: &Socket, data: &[u8]) -> io::Result<usize> {
-    let mut sent = 0;
-    while sent < data.len() {
-        match conn.write(&data[sent..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
-}
-
-/// The peer reset or abandoned the connection: routine for a server.
-fn is_peer_gone(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
 }
 
 /// Takes the listener out of the selector until [`ACCEPT_PAUSE`] has passed.
@@ -215,36 +192,29 @@ fn pause_accepting(server: &mut Server, fd: Fd) {
     }
 }
 
+const USAGE: &str = "usage: selectors_echo [--addr HOST:PORT]";
+
 fn parse_args() -> anyhow::Result<String> {
     let mut addr = String::from("127.0.0.1:9999");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().context("--addr needs HOST:PORT")?,
-            "-h" | "--help" => {
-                println!("usage: selectors_echo [--addr HOST:PORT]");
-                std::process::exit(0);
-            }
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = value.to_owned(),
-                None => anyhow::bail!("unknown argument {other:?} (try --help)"),
-            },
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => addr = args.value()?,
+            _ => return Err(args.unknown()),
         }
     }
     Ok(addr)
 }
 
 fn main() -> anyhow::Result<()> {
+    support::init_logger();
     let addr = parse_args()?;
     // Python: sock.bind(addr); sock.listen(500); sock.setblocking(False)
     let listener = ListenerBuilder::new(addr.as_str())
         .backlog(500)
         .build()
         .with_context(|| format!("binding {addr}"))?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "listening on {}", listener.local_addr()?)?;
-    out.flush()?;
-    drop(out);
+    support::announce(listener.local_addr()?)?;
 
     let mut server = Server {
         sel: DefaultSelector::new()?,

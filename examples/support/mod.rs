@@ -3,7 +3,8 @@
 //! non-blocking write loop, and the registry that lets Ctrl-C end threads
 //! blocked on a client.
 //!
-//! Each example includes it with `mod support;`. Cargo builds every file
+//! Each example includes it with `mod support;` (`selectors_echo`, which
+//! has no event loop, uses the parts that need none). Cargo builds every file
 //! directly under `examples/` as an example, but a directory only when it
 //! has a `main.rs`: this one is not an example of its own.
 
@@ -19,6 +20,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, Context};
 use selectloop::net::ListenerBuilder;
+#[cfg(feature = "signals")]
 use selectloop::{EventLoop, Signal};
 
 // ----- flags ----------------------------------------------------------------
@@ -138,6 +140,7 @@ pub fn listen(addr: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Ctrl-C stops the loop: `run` returns and the example exits cleanly.
+#[cfg(feature = "signals")]
 pub fn stop_on_ctrl_c(lp: &mut EventLoop) -> selectloop::Result<()> {
     lp.add_signal_handler(Signal::INT, |lp| {
         lp.stop();
@@ -148,6 +151,7 @@ pub fn stop_on_ctrl_c(lp: &mut EventLoop) -> selectloop::Result<()> {
 /// The error handler a server wants: like the loop's default, it logs a
 /// callback's error and unregisters (so closes) the failing source, but a
 /// peer that reset the connection is routine and dropped without a word.
+#[cfg(feature = "signals")]
 pub fn drop_resets_quietly(lp: &mut EventLoop) {
     lp.set_error_handler(|lp, failure| {
         if !is_reset(&failure.error) {
