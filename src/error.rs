@@ -57,7 +57,7 @@ pub enum Error {
         /// The backend's limit: descriptors must be below it.
         limit: Fd,
     },
-    /// The event loop has no source for this [`Token`](crate::Token): it was
+    /// The event loop has no source for this `Token`: it was
     /// unregistered (or never belonged to this loop).
     InvalidToken,
     /// The source's callback is running right now, so its object cannot be

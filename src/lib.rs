@@ -90,7 +90,7 @@ cfg_if::cfg_if! {
         /// This build uses [`PollSelector`] (Windows, or the test-only
         /// `--cfg selectloop_force_poll`).
         pub type DefaultSelector<F = AnySource, D = ()> = PollSelector<F, D>;
-        /// The backend of [`DefaultSelector`], and of [`EventLoop`] by default.
+        /// The backend of [`DefaultSelector`], and of `EventLoop` by default.
         pub type DefaultBackend = selector::PollBackend;
     } else {
         /// The platform's best selector: epoll on Linux/Android, kqueue on
@@ -99,7 +99,7 @@ cfg_if::cfg_if! {
         /// This build uses [`NativeSelector`] (epoll or kqueue; event ports
         /// on illumos/Solaris, poll(2) elsewhere).
         pub type DefaultSelector<F = AnySource, D = ()> = NativeSelector<F, D>;
-        /// The backend of [`DefaultSelector`], and of [`EventLoop`] by default.
+        /// The backend of [`DefaultSelector`], and of `EventLoop` by default.
         pub type DefaultBackend = selector::NativeBackend;
     }
 }

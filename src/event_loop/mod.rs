@@ -39,18 +39,18 @@
 //! # How it works
 //! One iteration ([`run_once`](EventLoop::run_once); [`run`](EventLoop::run)
 //! repeats it):
-//! 1. take what other threads sent ([`remote`]); the wait's timeout is zero
-//!    if callbacks are queued, else until the next timer ([`schedule`]);
+//! 1. take what other threads sent (`remote.rs`); the wait's timeout is zero
+//!    if callbacks are queued, else until the next timer (`schedule.rs`);
 //! 2. the selector waits and leaves the ready `(slot, mask)` list in place,
 //!    each slot once, masks within the registered events;
 //! 3. [dispatch](EventLoop::run_once) walks that list: for each entry, the
 //!    slot's generation and the batch it was reported in are checked, the
-//!    handler (object + callback, one box, [`registry`]) is taken out of its
+//!    handler (object + callback, one box, `registry.rs`) is taken out of its
 //!    slot, called with `&mut EventLoop`, the object and an [`IoEvent`]
 //!    carrying the typed [`Token`], and put back unless the source was
 //!    unregistered meanwhile (then it is dropped, closing the object);
 //! 4. due timers and `call_soon` callbacks queued before this iteration run
-//!    in FIFO order; errors go to the error handler ([`report`]).
+//!    in FIFO order; errors go to the error handler (`report.rs`).
 //!
 //! Invariants: a source's generation is unique in the process, so a token
 //! never names a later source in the same slot; a handler is out of its slot

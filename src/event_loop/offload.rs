@@ -52,7 +52,7 @@ impl<B: Backend> EventLoop<B> {
     /// Dropping the loop waits for running work to finish.
     ///
     /// # Errors
-    /// - [`Error::Io`] if the pool's threads cannot be started.
+    /// - [`Error::Io`](crate::Error::Io) if the pool's threads cannot be started.
     pub fn run_in_executor<R, W, D>(&mut self, work: W, done: D) -> Result<()>
     where
         R: Send + 'static,
