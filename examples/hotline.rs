@@ -16,6 +16,9 @@
 //! - `--model fork`: a process per client (`fork(2)` after `accept`), blocking
 //!   I/O in the child, which `_exit`s when its client is done; the parent
 //!   closes its copy of the socket at once and reaps children on `SIGCHLD`.
+//!   The child first lets go of the parent's loop with
+//!   `EventLoop::close_after_fork` (no `epoll_ctl` on the shared instance),
+//!   so it holds only its connection and the standard streams.
 //!   Unix only: on Windows it exits with an error.
 //! - `--client HOST:PORT`: the seed's client instead of a server: prints what
 //!   the server says, sends each line typed on stdin, stops after `exit`
@@ -357,6 +360,8 @@ mod fork {
     use std::net::TcpStream;
     use std::os::fd::RawFd;
 
+    use selectloop::EventLoop;
+
     /// The children not yet reaped.
     #[derive(Default)]
     pub struct Children {
@@ -369,25 +374,31 @@ mod fork {
         /// Must be called from a single-threaded process (the fork model runs
         /// only the loop, on the main thread), so that the child may run
         /// ordinary code: no lock can be held by a thread that is not copied.
-        pub fn spawn(&self, stream: TcpStream, listener: RawFd) -> io::Result<()> {
+        pub fn spawn(
+            &self,
+            lp: &mut EventLoop,
+            stream: TcpStream,
+            listener: RawFd,
+        ) -> io::Result<()> {
             // SAFETY: fork(2) has no preconditions; the process is single-
             // threaded (see above), so the child's copy of it is consistent.
             let pid = unsafe { libc::fork() };
             match pid {
                 -1 => Err(io::Error::last_os_error()),
                 0 => {
-                    // The child. Ctrl-C and SIGCHLD go back to their default
-                    // (the loop's handlers would wake the parent's loop, not
-                    // ours), and the listener is the parent's business.
-                    // SAFETY: signal(2) with a valid signal number and
-                    // SIG_DFL; close(2) on our copy of the listener's
+                    // The child. Let go of the parent's loop: its epoll
+                    // instance, wake-up descriptors, connections and signal
+                    // pairs are closed without touching the parent's
+                    // registrations, and Ctrl-C and SIGCHLD get their default
+                    // action back (the loop's handlers would wake the
+                    // parent's loop, not ours).
+                    lp.close_after_fork();
+                    // The listener is the parent's business. Its callback is
+                    // the one running, so the loop could not close it.
+                    // SAFETY: close(2) on our copy of the listener's
                     // descriptor, which no object in this process will use
                     // or close again (the child ends with `_exit`).
-                    unsafe {
-                        libc::signal(libc::SIGINT, libc::SIG_DFL);
-                        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-                        libc::close(listener);
-                    }
+                    unsafe { libc::close(listener) };
                     let code = match super::serve_blocking(stream) {
                         Ok(()) => 0,
                         Err(e) => {
@@ -535,8 +546,8 @@ fn main() -> anyhow::Result<()> {
                 })?;
                 let listener_fd = listener.as_raw_fd();
                 let forks = Rc::clone(&children);
-                net::serve(&mut lp, listener, move |_lp, stream, _peer| {
-                    if let Err(e) = forks.spawn(stream, listener_fd) {
+                net::serve(&mut lp, listener, move |lp, stream, _peer| {
+                    if let Err(e) = forks.spawn(lp, stream, listener_fd) {
                         eprintln!("client dropped: fork failed: {e}");
                     }
                     Ok(())

@@ -253,6 +253,80 @@ fn fork_model_reaps_children() {
     }
 }
 
+/// A forked child lets go of the parent's loop: while it serves its caller
+/// it holds the standard streams and its connection, nothing else (before
+/// `close_after_fork` it also held the epoll instance, the eventfd, the
+/// timerfd and both ends of the SIGINT and SIGCHLD socket pairs).
+#[cfg(target_os = "linux")]
+#[test]
+fn fork_model_child_holds_only_its_connection() {
+    let server = start("fork");
+    let mut c = Caller::connect(server.addr);
+    // The child sends the welcome after letting go of the loop, and then
+    // blocks reading: its descriptor table is settled.
+    assert_eq!(c.line(), WELCOME);
+    let pid = server.child.id();
+    let children = children_of(pid);
+    assert_eq!(children.len(), 1, "one child per caller: {children:?}");
+    let child = children[0].split(' ').next().expect("a pid").to_string();
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{child}/fd"))
+        .expect("the child's /proc/PID/fd")
+        .flatten()
+        .map(|e| {
+            let fd = e.file_name().to_string_lossy().parse().expect("a number");
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (fd, target)
+        })
+        .collect();
+    fds.sort();
+    eprintln!("the child's descriptors: {fds:?}");
+    // Descriptors this test process leaves open across exec (none of its
+    // own: whatever ran the tests passed them on) reach the server and its
+    // children too; they are not the loop's.
+    let inherited = inherited_fds();
+    let others: Vec<_> = fds
+        .iter()
+        .filter(|(fd, _)| *fd > 2 && !inherited.contains(fd))
+        .collect();
+    assert!(
+        others.len() == 1 && others[0].1.starts_with("socket:"),
+        "the child should hold its connection and the standard streams only \
+         (besides {inherited:?}, inherited from the test runner): {fds:?}"
+    );
+    c.ask("0\n", RECORDED);
+    c.send("exit\n");
+    c.expect_eof();
+}
+
+/// This process's descriptors above 2 without close-on-exec: every process
+/// it starts inherits them.
+#[cfg(target_os = "linux")]
+fn inherited_fds() -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+    {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue; // read_dir's own descriptor, closed by now
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .unwrap_or(0);
+        if fd > 2 && flags & libc::O_CLOEXEC as u32 == 0 {
+            found.push(fd);
+        }
+    }
+    found
+}
+
 /// The pids (and states) of `parent`'s children, from /proc.
 #[cfg(target_os = "linux")]
 fn children_of(parent: u32) -> Vec<String> {

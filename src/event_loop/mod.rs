@@ -69,6 +69,8 @@
 //! `run`; its source is unregistered and dropped on the way, and the loop
 //! stays usable.
 
+#[cfg(unix)]
+mod fork;
 mod group;
 mod offload;
 mod registry;

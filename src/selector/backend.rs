@@ -48,6 +48,9 @@
 //!   - every registration must fit: a backend whose kernel call takes an
 //!     event buffer sizes it to the number of registrations, so that no
 //!     ready key is left out of a batch.
+//! * `forget_after_fork` (Unix) closes the backend's descriptors in a
+//!   forked child without any kernel call that could change the kernel
+//!   object's registrations, which the child may share with its parent.
 //! * Dropping the backend releases the kernel object and forgets every
 //!   registration at once; `BaseSelector` drops it before the registered
 //!   objects.
@@ -114,6 +117,16 @@ pub(crate) mod sealed {
             timeout: Option<Duration>,
             ready: &mut Vec<(usize, Interest)>,
         ) -> io::Result<()>;
+
+        /// Lets go of the backend in a forked child: closes every descriptor
+        /// it holds without changing any registration of the kernel object
+        /// the child may share with its parent (no `epoll_ctl`, no kevent
+        /// change). The default drops the backend, right for backends whose
+        /// only descriptors are their own wake pipe (poll, select).
+        #[cfg(unix)]
+        fn forget_after_fork(self) {
+            drop(self);
+        }
     }
 
     /// Interrupts a backend's `wait` from any thread.

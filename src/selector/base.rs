@@ -246,6 +246,82 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     pub fn backend_name(&self) -> &'static str {
         B::NAME
     }
+
+    /// Lets go of everything this selector holds, in a child process made
+    /// by `fork(2)` from the process that opened it: closes its kernel
+    /// object, its wake-up descriptors and every registered object,
+    /// *without* unregistering anything. The selector is then closed, as
+    /// after [`close`](Selector::close).
+    ///
+    /// A forked child has copies of all its parent's descriptors, sharing
+    /// their open file descriptions: on Linux the child's epoll descriptor
+    /// is the parent's epoll instance, whose interest list
+    /// [`close`](Selector::close), [`unregister`](Selector::unregister) or
+    /// a plain drop would change (`EPOLL_CTL_DEL`), breaking the parent's
+    /// selector. This makes no such call: the registered objects are
+    /// dropped (closing the child's copies leaves the parent's
+    /// registrations alone, since the parent still holds its own), and the
+    /// kernel object is released without touching its registrations (on
+    /// epoll, by pointing the child's descriptor at a private placeholder
+    /// before the `polling` poller is dropped; kqueue and event ports are
+    /// not inherited by a child, so there the poller is leaked instead of
+    /// dropped). Wake pipes (poll, select) are simply closed.
+    ///
+    /// [`Waker`]s of this selector still alive in the child keep the
+    /// wake-up descriptor open until they are dropped, and a wake through
+    /// them reaches the parent's selector (a spurious wake-up there): drop
+    /// them too. Called in a process that did not fork, it is a
+    /// [`close`](Selector::close) that leaves the kernel to forget the
+    /// registrations as the objects close.
+    ///
+    /// After `fork` in a multi-threaded program the child may only run
+    /// async-signal-safe code until it `exec`s, and this frees memory: call
+    /// it in children of single-threaded processes (or of processes whose
+    /// other threads cannot hold the allocator's lock), as with any Rust
+    /// code after `fork`. Unix only.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    /// use selectloop::{DefaultSelector, Selector, EVENT_READ};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut sel: DefaultSelector<TcpListener> = DefaultSelector::new()?;
+    /// sel.register(listener.try_clone()?, EVENT_READ, ())?;
+    /// // SAFETY: fork(2) in a doctest: the child only lets go of the
+    /// // selector and leaves with _exit(2).
+    /// match unsafe { libc::fork() } {
+    ///     0 => {
+    ///         sel.close_after_fork(); // the child: no epoll_ctl on the parent's instance
+    ///         // SAFETY: _exit(2) ends the child at once.
+    ///         unsafe { libc::_exit(0) }
+    ///     }
+    ///     -1 => return Err(std::io::Error::last_os_error().into()),
+    ///     pid => {
+    ///         let mut status = 0;
+    ///         // SAFETY: waitpid(2) on our child with a valid pointer.
+    ///         unsafe { libc::waitpid(pid, &mut status, 0) };
+    ///     }
+    /// }
+    /// // The parent's selector still works: a connection makes the listener ready.
+    /// let _client = TcpStream::connect(listener.local_addr()?)?;
+    /// assert_eq!(sel.select(Some(Duration::from_secs(10)))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(unix)]
+    pub fn close_after_fork(&mut self) {
+        if let Some(backend) = self.backend.take() {
+            backend.forget_after_fork();
+        }
+        // The wake state holds the backend's notifier (the poller itself, on
+        // the native backend): let go of it as well.
+        self.wake = WakeState::inert();
+        self.fds.clear();
+        self.ready.clear();
+        // Dropping the objects closes them; none is deleted from the backend.
+        self.slots.clear();
+    }
 }
 
 /// What only the event loop uses: pausing, slot access, and its walk of the

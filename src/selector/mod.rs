@@ -170,6 +170,8 @@ pub use self::poll::PollBackend;
 #[cfg(unix)]
 pub use self::select::SelectBackend;
 pub use self::view::{Event, Events, Ready, SelectorMap};
+#[cfg(all(unix, feature = "event-loop"))]
+pub(crate) use self::waker::WakeState;
 pub use self::waker::Waker;
 
 pub use self::platform::*;

@@ -145,6 +145,47 @@ impl Ops for NativeBackend {
         }
         Ok(())
     }
+
+    /// epoll: the child shares the parent's instance (one open file
+    /// description), and `polling`'s `Poller::drop` deletes its own eventfd
+    /// and timerfd from it with `EPOLL_CTL_DEL`, which would take them out
+    /// of the *parent's* interest list (its wake-ups and timed waits would
+    /// stop working). So the child's epoll descriptor is first pointed at a
+    /// private placeholder (`dup2`): the poller's drop then closes the
+    /// placeholder, the eventfd and the timerfd, and its `epoll_ctl` calls
+    /// fail on the placeholder instead of reaching the shared instance.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn forget_after_fork(self) {
+        use std::os::fd::AsRawFd;
+        let epoll = self.poller.as_raw_fd();
+        if crate::sys::detach_fd(epoll).is_ok() {
+            // The poller is dropped once the selector's `WakeState` and any
+            // `Waker` clone let go of it; whenever that is, it is harmless.
+            drop(self);
+        } else {
+            // No descriptor left for the placeholder: never run the poller's
+            // drop (leak one count of the `Arc`, so no clone runs it either),
+            // and close our reference to the shared instance directly. The
+            // eventfd and timerfd stay open, but nothing touches the parent.
+            std::mem::forget(self.poller);
+            // SAFETY: `epoll` is the poller's own descriptor, open; the poller
+            // is never dropped now (one strong count leaked), so nothing will
+            // use or close that number again.
+            unsafe { crate::sys::close_raw(epoll) };
+        }
+    }
+
+    /// kqueue (and event ports): the kernel does not copy the queue into a
+    /// forked child, so the child holds no descriptor of it, and the number
+    /// the poller remembers may already name something else of the
+    /// child's. Its drop (a kevent on that number, then `close`) must not
+    /// run: one count of the `Arc` is leaked, so it never does. Where the
+    /// poller wakes through `EVFILT_USER` (macOS, FreeBSD) it holds nothing
+    /// else; where it uses a pipe, the pipe stays open in the child.
+    #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+    fn forget_after_fork(self) {
+        std::mem::forget(self.poller);
+    }
 }
 
 impl fmt::Debug for NativeBackend {

@@ -48,6 +48,19 @@ impl WakeState {
         })
     }
 
+    /// A state whose wakes go nowhere: what a selector keeps after
+    /// `forget_after_fork`, so that it no longer holds the backend.
+    #[cfg(unix)]
+    pub(crate) fn inert() -> Arc<WakeState> {
+        struct Inert;
+        impl Notify for Inert {
+            fn notify(&self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        WakeState::new(Arc::new(Inert))
+    }
+
     /// True if a wake arrived since the last call; clears it.
     pub(crate) fn take_pending(&self) -> bool {
         self.pending.swap(false, Ordering::AcqRel)

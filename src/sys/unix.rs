@@ -72,6 +72,37 @@ impl WakePipe {
     }
 }
 
+/// Points descriptor number `fd` at a private placeholder (one end of a
+/// fresh socket pair, close-on-exec), in one atomic dup2(2): the process's
+/// reference to whatever `fd` was open on is dropped, and the number stays
+/// taken, so the object that owns `fd` can later close it (and make kernel
+/// calls on it, which then fail) without reaching the old open file
+/// description. A forked child uses it on the parent's epoll instance.
+pub(crate) fn detach_fd(fd: Fd) -> io::Result<()> {
+    let (placeholder, _other_end) = UnixStream::pair()?;
+    // SAFETY: dup2(2) on two descriptors: `placeholder` is open (we own it)
+    // and `fd` is a number our caller owns; dup2 closes what `fd` referred
+    // to and makes it a copy of `placeholder`, atomically.
+    if unsafe { libc::dup2(placeholder.as_raw_fd(), fd) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl(2) F_SETFD on `fd`, which dup2 just made valid (dup2
+    // clears close-on-exec; the descriptor it replaced had it).
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(())
+}
+
+/// Closes descriptor number `fd`.
+///
+/// # Safety
+/// `fd` must be open and owned by the caller, and nothing may use or close
+/// it afterwards.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub(crate) unsafe fn close_raw(fd: Fd) {
+    // SAFETY: forwarded to our caller.
+    unsafe { libc::close(fd) };
+}
+
 /// One entry of the poll(2) set.
 pub(crate) type PollFd = libc::pollfd;
 

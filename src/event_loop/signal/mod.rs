@@ -150,6 +150,18 @@ impl<B: Backend> EventLoop<B> {
     }
 }
 
+#[cfg(unix)]
+impl<B: Backend> Signals<B> {
+    /// Stops every delivery (a forked child letting go of the loop): each
+    /// registration's write end is dropped by signal-hook, the read ends
+    /// are the selector's to close, and the default actions come back.
+    pub(crate) fn release(&mut self) {
+        for (_, registration) in self.map.drain() {
+            imp::remove_signal(registration.id);
+        }
+    }
+}
+
 impl<B: Backend> Drop for Signals<B> {
     /// A dropped loop handles no signal any more: stop its deliveries, so
     /// that (with no other handler left) the default action comes back, as
