@@ -78,6 +78,7 @@ impl WakePipe {
 /// taken, so the object that owns `fd` can later close it (and make kernel
 /// calls on it, which then fail) without reaching the old open file
 /// description. A forked child uses it on the parent's epoll instance.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn detach_fd(fd: Fd) -> io::Result<()> {
     let (placeholder, _other_end) = UnixStream::pair()?;
     // SAFETY: dup2(2) on two descriptors: `placeholder` is open (we own it)
@@ -97,7 +98,7 @@ pub(crate) fn detach_fd(fd: Fd) -> io::Result<()> {
 /// # Safety
 /// `fd` must be open and owned by the caller, and nothing may use or close
 /// it afterwards.
-#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) unsafe fn close_raw(fd: Fd) {
     // SAFETY: forwarded to our caller.
     unsafe { libc::close(fd) };
