@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 use super::{EventLoop, Token};
 use crate::{Backend, Error, Result};
@@ -75,6 +76,11 @@ impl<B: Backend> EventLoop<B> {
     /// together may be coalesced into one call. The loop's own source for
     /// the signal does not keep [`run`](EventLoop::run) going.
     ///
+    /// An `Err` from `callback` goes to the
+    /// [error handler](EventLoop::set_error_handler) with `token: None`; a
+    /// panic unwinds out of [`run`](EventLoop::run) like any callback's. In
+    /// both cases the handler stays installed and the next signal reaches it.
+    ///
     /// # Errors
     /// - [`Error::Io`] if the signal cannot be caught (SIGKILL, SIGSTOP, and
     ///   signals `signal-hook` forbids, like SIGSEGV), or on Windows for a
@@ -139,25 +145,36 @@ impl<B: Backend> EventLoop<B> {
         else {
             return Ok(());
         };
-        let result = callback(self);
+        // Put back even if the callback panics: the handler stays installed.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| callback(self)));
         if let Some(registration) = self.signals.map.get_mut(&signal) {
             // Unless the callback replaced its own registration.
             if registration.callback.is_none() {
                 registration.callback = Some(callback);
             }
         }
-        result
+        result.unwrap_or_else(|panic| panic::resume_unwind(panic))
+    }
+}
+
+impl<B: Backend> Signals<B> {
+    /// Stops every delivery (signal-hook no longer writes to the loop's
+    /// socket pairs once this returns), so that (with no other handler left)
+    /// the default action comes back, as with
+    /// [`EventLoop::remove_signal_handler`]. The loop's sources for them are
+    /// left to the selector, which the loop drops afterwards.
+    pub(crate) fn clear(&mut self) {
+        for (_, registration) in self.map.drain() {
+            imp::remove_signal(registration.id);
+        }
     }
 }
 
 impl<B: Backend> Drop for Signals<B> {
-    /// A dropped loop handles no signal any more: stop its deliveries, so
-    /// that (with no other handler left) the default action comes back, as
-    /// with [`EventLoop::remove_signal_handler`].
+    /// A dropped loop handles no signal any more (a no-op after
+    /// [`Signals::clear`], which the loop's own `Drop` calls first).
     fn drop(&mut self) {
-        for (_, registration) in self.map.drain() {
-            imp::remove_signal(registration.id);
-        }
+        self.clear();
     }
 }
 
