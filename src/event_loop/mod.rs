@@ -416,7 +416,7 @@ impl<B: Backend> EventLoop<B> {
                 Ok(result) => result,
                 Err(panic) => {
                     self.rebuild = None;
-                    let keep = internal || mem::take(&mut self.keep_source_on_panic);
+                    let keep = mem::take(&mut self.keep_source_on_panic) || internal;
                     match self.sel.key_mut(slot) {
                         // The loop's own source (a signal's) stays: dropping
                         // it would lose every later signal. So does one whose

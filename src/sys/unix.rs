@@ -223,3 +223,70 @@ pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
 pub(crate) fn connect_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Catches (issue 9, fault 2): a write of the crate's to a socket pair
+    // whose other end is closed raising SIGPIPE (death for a process that
+    // has SIGPIPE at its default action). Rust ignores SIGPIPE, so the test
+    // blocks it in this thread instead: Linux keeps a blocked signal
+    // pending even when ignored, and SIGPIPE goes to the writing thread.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn send_byte_to_a_closed_peer_never_raises_sigpipe() {
+        // SAFETY: sigset_t values initialised by sigemptyset before use;
+        // pthread_sigmask changes this test thread's mask only, and is
+        // restored below; sigtimedwait with a zero timeout only consumes a
+        // SIGPIPE pending for this thread.
+        unsafe {
+            let mut pipe_only: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pipe_only);
+            libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+            assert_eq!(
+                libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut old),
+                0
+            );
+
+            let (rx, tx) = quiet_pair().unwrap();
+            drop(rx);
+            let sent = send_byte(tx.as_raw_fd());
+            let err = io::Error::last_os_error();
+
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pending);
+            libc::sigpending(&mut pending);
+            let raised = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+            if raised {
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+
+            assert_eq!(sent, -1);
+            assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+            assert!(!raised, "send_byte raised SIGPIPE");
+        }
+    }
+
+    // The wake pipe, which writes with `send_byte`, still wakes.
+    #[test]
+    fn wake_pipe_wakes_and_drains() {
+        let pipe = WakePipe::new().unwrap();
+        pipe.wake().unwrap();
+        pipe.wake().unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!((&pipe.rx).read(&mut buf).unwrap(), 2);
+        pipe.wake().unwrap();
+        pipe.drain();
+        assert_eq!(
+            (&pipe.rx).read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+}
