@@ -183,3 +183,52 @@ impl<B: Backend> fmt::Debug for Signals<B> {
         f.debug_set().entries(self.map.keys()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use crate::{EventLoop, Signal};
+
+    /// Delivers `signal` the way Windows does (Ctrl-C: a system thread calls
+    /// `call_soon_threadsafe`, whose callback calls `deliver_signal`) and
+    /// runs the loop until it has run.
+    fn deliver_as_windows_does(lp: &mut EventLoop, signal: Signal) {
+        lp.handle()
+            .call_soon_threadsafe(move |lp| lp.deliver_signal(signal));
+        lp.run_once(Some(Duration::ZERO)).unwrap();
+    }
+
+    // Catches (issue 9, fault 1, the Windows path): a signal handler's `Err`
+    // or panic losing the handler (its callback is out of the map while it
+    // runs), so that later Ctrl-C events are swallowed.
+    #[test]
+    fn signal_delivery_survives_err_and_panic_of_its_handler() {
+        let mut lp = EventLoop::new().unwrap();
+        let calls = Rc::new(Cell::new(0));
+        let c = Rc::clone(&calls);
+        lp.add_signal_handler(Signal::INT, move |_| {
+            c.set(c.get() + 1);
+            match c.get() {
+                1 => anyhow::bail!("handler failed"),
+                2 => panic!("handler exploded"),
+                _ => Ok(()),
+            }
+        })
+        .unwrap();
+        lp.set_error_handler(|_, failure| assert_eq!(failure.token, None));
+        deliver_as_windows_does(&mut lp, Signal::INT);
+        assert_eq!((calls.get(), lp.stats().callback_errors), (1, 1));
+        let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
+            deliver_as_windows_does(&mut lp, Signal::INT)
+        }));
+        assert!(panicked.is_err(), "the handler's panic must unwind");
+        assert_eq!(calls.get(), 2);
+        deliver_as_windows_does(&mut lp, Signal::INT);
+        assert_eq!(calls.get(), 3, "the handler must stay installed");
+        assert!(lp.remove_signal_handler(Signal::INT).unwrap());
+    }
+}
