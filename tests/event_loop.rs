@@ -915,6 +915,93 @@ fn panicking_scheduled_callback_unwinds_and_the_loop_stays_usable() {
     assert!(ran.get());
 }
 
+// Catches (issue 9, fault 3): `report` taking the error handler out and
+// putting it back only after a normal return, so that a handler that panics
+// once is replaced by the default for good; or its panic swallowed.
+#[test]
+fn panicking_error_handler_unwinds_and_stays_installed() {
+    let mut lp = EventLoop::new().unwrap();
+    let calls = Rc::new(Cell::new(0));
+    let c = Rc::clone(&calls);
+    lp.set_error_handler(move |_, failure| {
+        c.set(c.get() + 1);
+        if c.get() == 1 {
+            panic!("error handler exploded: {}", failure.error);
+        }
+    });
+    lp.call_soon(|_| anyhow::bail!("first"));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| lp.run()));
+    let payload = result.expect_err("the handler's panic must unwind out of run()");
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("error handler exploded: first")
+    );
+    assert_eq!(calls.get(), 1);
+    // Still installed: the next error goes to it, not to the default.
+    lp.call_soon(|_| anyhow::bail!("second"));
+    let wd = Watchdog::default_for(lp.handle());
+    lp.run().unwrap();
+    wd.finish();
+    assert_eq!(calls.get(), 2, "the panicking handler must stay installed");
+    assert_eq!(lp.stats().callback_errors, 2);
+}
+
+// Catches (issue 9, fault 4): a panic in `net::serve`'s `on_accept`
+// unregistering (closing) the listener, so that later clients are refused.
+#[test]
+fn panicking_on_accept_keeps_the_listener_serving() {
+    use selectloop::net::{serve, ListenerBuilder};
+
+    let mut lp = EventLoop::new().unwrap();
+    let listener = ListenerBuilder::new("127.0.0.1:0").build().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Rc::new(Cell::new(0));
+    let a = Rc::clone(&accepted);
+    let server = serve(&mut lp, listener, move |lp, stream, _peer| {
+        a.set(a.get() + 1);
+        if a.get() == 1 {
+            panic!("on_accept exploded");
+        }
+        lp.register(stream, EVENT_READ, |lp, conn: &mut TcpStream, ev| {
+            match read_some(conn)? {
+                Some(data) => conn.write_all(&data)?,
+                None => lp.unregister(ev.token())?,
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })
+    .unwrap();
+
+    let first = TcpStream::connect(addr).unwrap();
+    let wd = Watchdog::default_for(lp.handle());
+    let result = panic::catch_unwind(AssertUnwindSafe(|| lp.run()));
+    wd.finish();
+    let payload = result.expect_err("on_accept's panic must unwind out of run()");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"on_accept exploded"));
+    assert_eq!(accepted.get(), 1);
+    assert!(
+        lp.is_registered(server),
+        "the listener must stay registered"
+    );
+    assert_eq!(
+        expect_closed(&first),
+        b"",
+        "the panicking connection must be closed"
+    );
+
+    // A second client is accepted and served.
+    let mut second = TcpStream::connect(addr).unwrap();
+    second.write_all(b"still here").unwrap();
+    second.set_nonblocking(true).unwrap();
+    run_until(&mut lp, |_| {
+        second.peek(&mut [0u8; 10]).is_ok_and(|n| n == 10)
+    });
+    assert_eq!(read_n(&second, 10), b"still here");
+    assert_eq!(accepted.get(), 2);
+    lp.unregister(server).unwrap();
+}
+
 fn busy_wait(d: Duration) {
     let start = Instant::now();
     while start.elapsed() < d {

@@ -30,8 +30,11 @@ mod unix {
     use std::panic::{self, AssertUnwindSafe};
     use std::process::{Command, Output};
     use std::rc::Rc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
+    use std::sync::Arc;
     use std::thread;
+    use std::time::{Duration, Instant};
 
     use selectloop::{EventLoop, Signal, EVENT_READ};
 
@@ -59,6 +62,11 @@ mod unix {
             handled_signal_does_not_kill,
             default_returns_only_when_the_last_handler_goes,
             dropped_loop_restores_the_default_action,
+            signal_handler_error_does_not_disable_the_signal,
+            error_handler_cannot_unregister_the_signal_source,
+            signal_handler_error_then_signals_do_not_kill_with_sigpipe_default,
+            panicking_signal_handler_unwinds_and_stays_installed,
+            dropping_a_loop_with_a_signal_handler_during_a_signal_storm_does_not_kill,
         ];
         // `cargo test -- NAME` runs the checks whose name contains NAME.
         let filters: Vec<String> = std::env::args()
@@ -158,6 +166,144 @@ mod unix {
         assert_eq!(lp.source_count(), 0);
         with_timeout(RUN_LIMIT, || lp.run()).unwrap();
         assert!(lp.remove_signal_handler(Signal::USR1).unwrap());
+    }
+
+    /// Runs `lp` one bounded iteration at a time until `calls` reaches `n`;
+    /// false if it has not after [`PATIENCE`].
+    fn run_until_calls(lp: &mut EventLoop, calls: &Cell<usize>, n: usize) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while calls.get() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            lp.run_once(Some(Duration::from_millis(50))).unwrap();
+        }
+        true
+    }
+
+    /// A handler for `signal` that counts its calls and fails each time.
+    fn failing_handler(lp: &mut EventLoop, signal: Signal) -> Rc<Cell<usize>> {
+        let calls = Rc::new(Cell::new(0));
+        let c = Rc::clone(&calls);
+        lp.add_signal_handler(signal, move |_| {
+            c.set(c.get() + 1);
+            anyhow::bail!("signal handler failed")
+        })
+        .unwrap();
+        calls
+    }
+
+    // Catches (issue 9, fault 1): the default error policy unregistering and
+    // dropping the loop's own signal source when the handler returns `Err`,
+    // so that the next signal is swallowed.
+    fn signal_handler_error_does_not_disable_the_signal() {
+        let mut lp = EventLoop::new().unwrap();
+        let calls = failing_handler(&mut lp, Signal::USR1);
+        for n in 1..=3 {
+            raise(libc::SIGUSR1);
+            assert!(
+                run_until_calls(&mut lp, &calls, n),
+                "SIGUSR1 number {n} was not delivered after an Err (calls: {})",
+                calls.get()
+            );
+        }
+        assert_eq!(lp.stats().callback_errors, 3);
+        assert!(lp.remove_signal_handler(Signal::USR1).unwrap());
+    }
+
+    // Catches (issue 9, fault 1): an error handler that unregisters
+    // `failure.token`, as the documentation suggests for sources, reaching
+    // the loop's own signal source.
+    fn error_handler_cannot_unregister_the_signal_source() {
+        let mut lp = EventLoop::new().unwrap();
+        let tokens = Rc::new(RefCell::new(Vec::new()));
+        let t = Rc::clone(&tokens);
+        lp.set_error_handler(move |lp, failure| {
+            t.borrow_mut().push(failure.token);
+            if let Some(token) = failure.token {
+                let _ = lp.unregister(token);
+            }
+        });
+        let calls = failing_handler(&mut lp, Signal::USR1);
+        for n in 1..=3 {
+            raise(libc::SIGUSR1);
+            assert!(
+                run_until_calls(&mut lp, &calls, n),
+                "SIGUSR1 number {n} was not delivered (calls: {})",
+                calls.get()
+            );
+        }
+        assert_eq!(*tokens.borrow(), [None, None, None]);
+        assert!(lp.remove_signal_handler(Signal::USR1).unwrap());
+    }
+
+    // Catches (issue 9, fault 1): as above, in a process whose SIGPIPE has
+    // its default action (a Rust program ignores it; hosts in other
+    // languages may not): the signal after the error killed it with SIGPIPE.
+    fn signal_handler_error_then_signals_do_not_kill_with_sigpipe_default() {
+        let out = spawn_child("error_sigpipe_default");
+        assert!(
+            out.status.success(),
+            "child should survive; status {:?} (signal {:?}), stdout {:?}",
+            out.status,
+            out.status.signal(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "handled 3");
+    }
+
+    // Catches: a panicking signal handler losing its callback (taken out
+    // while it runs) or its loop source (unregistered like a user source's),
+    // so that later signals are swallowed.
+    fn panicking_signal_handler_unwinds_and_stays_installed() {
+        let mut lp = EventLoop::new().unwrap();
+        let calls = Rc::new(Cell::new(0));
+        let c = Rc::clone(&calls);
+        lp.add_signal_handler(Signal::USR1, move |_| {
+            c.set(c.get() + 1);
+            if c.get() == 1 {
+                panic!("signal handler exploded");
+            }
+            Ok(())
+        })
+        .unwrap();
+        raise(libc::SIGUSR1);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| run_until_calls(&mut lp, &calls, 1)));
+        let payload = result.expect_err("the handler's panic must unwind out of run_once");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"signal handler exploded")
+        );
+        raise(libc::SIGUSR1);
+        assert!(
+            run_until_calls(&mut lp, &calls, 2),
+            "SIGUSR1 was not delivered after the handler panicked"
+        );
+        assert!(lp.remove_signal_handler(Signal::USR1).unwrap());
+    }
+
+    // Catches (issue 9, fault 2): a dropped loop closing its signal socket
+    // pairs' read ends (the selector) before it unregisters signal-hook's
+    // writes to them, or any of those writes raising SIGPIPE: with SIGPIPE
+    // at its default action the child died of it within a few cycles.
+    fn dropping_a_loop_with_a_signal_handler_during_a_signal_storm_does_not_kill() {
+        let out = spawn_child("drop_storm");
+        assert!(
+            out.status.success(),
+            "child should survive; status {:?} (signal {:?}), stdout {:?}",
+            out.status,
+            out.status.signal(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("cycles "));
+    }
+
+    /// Gives SIGPIPE its default action (death), as a host program in
+    /// another language may have it: std ignores it in Rust programs.
+    fn sigpipe_default() {
+        // SAFETY: signal(2) with a valid signal number and SIG_DFL.
+        let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        assert_ne!(old, libc::SIG_ERR, "signal(SIGPIPE, SIG_DFL)");
     }
 
     /// Runs this executable as a child playing `scenario`.
@@ -271,6 +417,46 @@ mod unix {
                 raise(libc::SIGUSR2);
                 with_timeout(RUN_LIMIT, || second.run()).unwrap();
                 println!("second loop handled {}", calls.get());
+            }
+            "error_sigpipe_default" => {
+                sigpipe_default();
+                let mut lp = EventLoop::new().unwrap();
+                let calls = failing_handler(&mut lp, Signal::USR2);
+                for n in 1..=3 {
+                    raise(libc::SIGUSR2);
+                    assert!(run_until_calls(&mut lp, &calls, n), "signal {n} lost");
+                }
+                println!("handled {}", calls.get());
+            }
+            "drop_storm" => {
+                sigpipe_default();
+                // One loop keeps a SIGUSR1 handler for the whole run, so
+                // the signal's default action (death) never comes back
+                // between the cycles' loops; it is never run.
+                let mut keeper = EventLoop::new().unwrap();
+                keeper.add_signal_handler(Signal::USR1, |_| Ok(())).unwrap();
+                let stop = Arc::new(AtomicBool::new(false));
+                let s = Arc::clone(&stop);
+                let storm = thread::spawn(move || {
+                    while !s.load(Ordering::Relaxed) {
+                        // SAFETY: kill(2) on our own process id.
+                        unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+                        // Pacing, not synchronisation: a signal every ~20 µs.
+                        thread::sleep(Duration::from_micros(20));
+                    }
+                });
+                let started = Instant::now();
+                let mut cycles = 0u64;
+                while started.elapsed() < Duration::from_secs(2) {
+                    let mut lp = EventLoop::new().unwrap();
+                    lp.add_signal_handler(Signal::USR1, |_| Ok(())).unwrap();
+                    drop(lp);
+                    cycles += 1;
+                }
+                stop.store(true, Ordering::Relaxed);
+                storm.join().unwrap();
+                drop(keeper);
+                println!("cycles {cycles}");
             }
             other => panic!("unknown child scenario {other:?}"),
         }

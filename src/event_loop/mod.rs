@@ -68,6 +68,15 @@
 //! [`run`](EventLoop::run) with `Err`. A callback that panics unwinds out of
 //! `run`; its source is unregistered and dropped on the way, and the loop
 //! stays usable.
+//!
+//! The loop's own sources (a signal's socket pair) are never dropped that
+//! way: the `Err` of a signal handler (`add_signal_handler`) reaches
+//! the error handler with `token: None`, and a signal handler's panic
+//! unwinds out of `run` as well; in both cases the handler stays installed
+//! and later signals are delivered to it. An error handler that panics
+//! unwinds out of `run` too, and stays installed.
+//! `net::serve` keeps its listener through an `on_accept` that fails or
+//! panics.
 
 #[cfg(unix)]
 mod fork;
@@ -194,11 +203,19 @@ use crate::{Backend, BaseSelector, DefaultBackend, Error, Result, Selector};
 /// documentation](crate::event_loop) lists what callbacks may do and the
 /// guarantees that hold while they do it.
 pub struct EventLoop<B: Backend = DefaultBackend> {
+    /// First, so that even without the explicit `Drop` below signal-hook
+    /// stops writing to the loop's signal socket pairs before the selector
+    /// (which owns their read ends) closes them.
+    #[cfg(feature = "signals")]
+    signals: signal::Signals<B>,
     sel: BaseSelector<B, LoopFd, Entry<B>>,
     internal_sources: usize,
     /// The source whose callback is running.
     current: Option<Token>,
     rebuild: Option<Rebuild<B>>,
+    /// Set by a callback about to re-raise a panic that must not cost its
+    /// source its registration (`net::serve`'s listener).
+    keep_source_on_panic: bool,
     running: bool,
 
     ready: VecDeque<Scheduled<B>>,
@@ -216,8 +233,16 @@ pub struct EventLoop<B: Backend = DefaultBackend> {
     error_handler: Option<ErrorHandler<B>>,
     slow_threshold: Option<Duration>,
     stats: LoopStats,
-    #[cfg(feature = "signals")]
-    signals: signal::Signals<B>,
+}
+
+impl<B: Backend> Drop for EventLoop<B> {
+    /// Stops the loop's signal deliveries before anything else goes: a
+    /// signal arriving meanwhile must never be written to a socket pair whose
+    /// read end (a source in the selector) is already closed.
+    fn drop(&mut self) {
+        #[cfg(feature = "signals")]
+        self.signals.clear();
+    }
 }
 
 impl EventLoop<DefaultBackend> {
@@ -240,10 +265,13 @@ impl<B: Backend> EventLoop<B> {
         let sel = BaseSelector::new()?;
         let waker = sel.waker()?;
         Ok(EventLoop {
+            #[cfg(feature = "signals")]
+            signals: Default::default(),
             sel,
             internal_sources: 0,
             current: None,
             rebuild: None,
+            keep_source_on_panic: false,
             running: false,
             ready: VecDeque::new(),
             from_io: VecDeque::new(),
@@ -258,8 +286,6 @@ impl<B: Backend> EventLoop<B> {
             error_handler: None,
             slow_threshold: None,
             stats: LoopStats::default(),
-            #[cfg(feature = "signals")]
-            signals: Default::default(),
         })
     }
 
@@ -318,6 +344,7 @@ impl<B: Backend> EventLoop<B> {
         self.running = false;
         self.current = None;
         self.rebuild = None;
+        self.keep_source_on_panic = false;
         result.unwrap_or_else(|panic| panic::resume_unwind(panic))
     }
 
@@ -376,6 +403,7 @@ impl<B: Backend> EventLoop<B> {
             };
             let fd = key.fd;
             let gen = key.data.gen;
+            let internal = key.data.internal;
             let Some(mut handler) = key.data.handler.take() else {
                 continue;
             };
@@ -389,12 +417,23 @@ impl<B: Backend> EventLoop<B> {
             let result = match result {
                 Ok(result) => result,
                 Err(panic) => {
-                    // Unregister before the object closes, then unwind.
                     self.rebuild = None;
-                    if self.is_registered(token) {
-                        let _ = self.unregister(token);
+                    let keep = mem::take(&mut self.keep_source_on_panic) || internal;
+                    match self.sel.key_mut(slot) {
+                        // The loop's own source (a signal's) stays: dropping
+                        // it would lose every later signal. So does one whose
+                        // callback asked for it (`net::serve`'s listener).
+                        Some(key) if keep && key.data.gen == gen => {
+                            key.data.handler = Some(handler);
+                        }
+                        _ => {
+                            // Unregister before the object closes, then unwind.
+                            if self.is_registered(token) {
+                                let _ = self.unregister(token);
+                            }
+                            drop(handler);
+                        }
                     }
-                    drop(handler);
                     panic::resume_unwind(panic);
                 }
             };
@@ -419,10 +458,27 @@ impl<B: Backend> EventLoop<B> {
                 _ => drop(handler),
             }
             if let Err(error) = result {
-                self.report(Some(token), Some(fd), peer, error);
+                if internal {
+                    // A signal handler's error: no source of the user's to
+                    // name, and none the error policy may drop (the loop's
+                    // own source must go on delivering).
+                    self.report(None, None, None, error);
+                } else {
+                    self.report(Some(token), Some(fd), peer, error);
+                }
             }
         }
         Ok(())
+    }
+}
+
+impl<B: Backend> EventLoop<B> {
+    /// Called by a source's callback just before it re-raises a panic: the
+    /// source stays registered (instead of being unregistered and dropped)
+    /// while the panic unwinds out of `run`.
+    #[cfg(feature = "net")]
+    pub(crate) fn keep_source_on_panic(&mut self) {
+        self.keep_source_on_panic = true;
     }
 }
 

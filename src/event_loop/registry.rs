@@ -87,8 +87,9 @@ pub(super) type Rebuild<B> = Box<dyn FnOnce(Box<dyn Handler<B>>) -> Box<dyn Hand
 /// The selector's data for each source.
 pub(super) struct Entry<B: Backend> {
     pub(super) gen: u64,
-    /// The loop's own (signal pipes): not counted by `source_count`.
-    internal: bool,
+    /// The loop's own (signal pipes): not counted by `source_count`, never
+    /// named in an error report, never dropped by the error policy.
+    pub(super) internal: bool,
     /// `None` while the source's callback runs.
     pub(super) handler: Option<Box<dyn Handler<B>>>,
 }

@@ -29,6 +29,7 @@ use std::any::Any;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::{EventLoop, Token};
@@ -41,8 +42,9 @@ pub(super) type ErrorHandler<B> = Box<dyn FnMut(&mut EventLoop<B>, CallbackError
 #[derive(Debug)]
 pub struct CallbackError {
     /// The source whose callback failed; `None` for timers, scheduled
-    /// callbacks and errors [`net::serve`](crate::net::serve) reports for a
-    /// connection it accepted.
+    /// callbacks, signal handlers (`add_signal_handler`: the loop's own
+    /// source for a signal is never handed out, so that no error policy can
+    /// drop it) and errors `net::serve` reports for a connection it accepted.
     pub token: Option<Token>,
     /// The source's descriptor.
     pub fd: Option<Fd>,
@@ -100,6 +102,15 @@ impl<B: Backend> EventLoop<B> {
     /// and unregisters the failing source; a handler of yours decides for
     /// itself (call [`unregister`](EventLoop::unregister) with `error.token` to
     /// do the same).
+    ///
+    /// Errors of signal handlers (`add_signal_handler`) come with
+    /// `token: None`: they are reported, and the signal goes on being
+    /// delivered to its handler.
+    ///
+    /// # Panics
+    /// A panic in the error handler unwinds out of [`run`](EventLoop::run)
+    /// (or `run_once`) as a callback's does, and the handler stays
+    /// installed: the next error goes to it again.
     pub fn set_error_handler(
         &mut self,
         handler: impl FnMut(&mut EventLoop<B>, CallbackError) + 'static,
@@ -142,17 +153,25 @@ impl<B: Backend> EventLoop<B> {
         };
         match self.error_handler.take() {
             Some(mut handler) => {
-                handler(self, failure);
+                // Out of its place while it runs (it gets `&mut self`), and
+                // put back even if it panics: a panicking handler unwinds
+                // out of `run` like any callback and stays installed.
+                let result = panic::catch_unwind(AssertUnwindSafe(|| handler(self, failure)));
+                // Unless it installed another one meanwhile.
                 if self.error_handler.is_none() {
                     self.error_handler = Some(handler);
                 }
-            }
-            None => {
-                emit(log::Level::Error, format_args!("{failure}; source dropped"));
-                if let Some(token) = token {
-                    let _ = self.unregister(token);
+                if let Err(panic) = result {
+                    panic::resume_unwind(panic);
                 }
             }
+            None => match token {
+                Some(token) => {
+                    emit(log::Level::Error, format_args!("{failure}; source dropped"));
+                    let _ = self.unregister(token);
+                }
+                None => emit(log::Level::Error, format_args!("{failure}")),
+            },
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
 use crate::event_loop::emit;
@@ -28,6 +29,11 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// - An error returned by `on_accept` goes to the loop's
 ///   [error handler](EventLoop::set_error_handler) without a token: it
 ///   concerns that connection, and the listener keeps serving.
+/// - A panic in `on_accept` (or in the error handler it reached) unwinds out
+///   of [`run`](EventLoop::run) as any callback's panic does, closing the
+///   connection it was given; but, unlike a source whose own callback
+///   panics, the listener stays registered: one connection's set-up never
+///   takes it down, and the loop serves again when it is run again.
 ///
 /// Returns the listener's token: unregister it (or [`take`](EventLoop::take)
 /// it back) to stop serving.
@@ -88,16 +94,24 @@ where
             for _ in 0..64 {
                 match listener.accept() {
                     Ok((stream, peer)) => {
-                        // A failed set-up concerns this connection only.
-                        let setup = stream
-                            .set_nonblocking(true)
-                            .and_then(|()| stream.set_nodelay(true));
-                        let result = match setup {
-                            Ok(()) => on_accept(lp, stream, peer),
-                            Err(e) => Err(e.into()),
-                        };
-                        if let Err(error) = result {
-                            lp.report_detached(error);
+                        // A failed set-up concerns this connection only, and
+                        // so does a panic: it unwinds out of `run`, but the
+                        // listener stays registered.
+                        let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
+                            let setup = stream
+                                .set_nonblocking(true)
+                                .and_then(|()| stream.set_nodelay(true));
+                            let result = match setup {
+                                Ok(()) => on_accept(lp, stream, peer),
+                                Err(e) => Err(e.into()),
+                            };
+                            if let Err(error) = result {
+                                lp.report_detached(error);
+                            }
+                        }));
+                        if let Err(panic) = accepted {
+                            lp.keep_source_on_panic();
+                            panic::resume_unwind(panic);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

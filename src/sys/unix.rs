@@ -1,7 +1,7 @@
 //! Unix: descriptors are `RawFd`, sources are `AsFd`, the wake pipe is a
 //! `UnixStream` pair, and `poll` is poll(2).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
@@ -33,6 +33,53 @@ pub trait Source: AsFd {
 
 impl<T: AsFd + ?Sized> Source for T {}
 
+/// A connected pair of non-blocking Unix stream sockets whose writes through
+/// [`send_byte`] never raise SIGPIPE: a write to a pair whose other end is
+/// closed fails with `EPIPE` instead of killing a process that has SIGPIPE
+/// at its default action. (On Apple platforms, which lack a reliable
+/// `MSG_NOSIGNAL`, each end gets `SO_NOSIGPIPE`.)
+pub(crate) fn quiet_pair() -> io::Result<(UnixStream, UnixStream)> {
+    let (a, b) = UnixStream::pair()?;
+    for end in [&a, &b] {
+        end.set_nonblocking(true)?;
+        #[cfg(target_vendor = "apple")]
+        {
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt(2) on an open socket, with a pointer to a
+            // live c_int and its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    end.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_NOSIGPIPE,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok((a, b))
+}
+
+/// `send(2)` flags: never block, never raise SIGPIPE (Apple: `SO_NOSIGPIPE`
+/// on the socket instead, set by [`quiet_pair`]).
+#[cfg(not(target_vendor = "apple"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+
+/// Sends one byte on an end of a [`quiet_pair`]: never blocks, never raises
+/// SIGPIPE. Only calls send(2), so it is async-signal-safe (the signal
+/// handlers call it); the errno is left for the caller to read.
+pub(crate) fn send_byte(fd: RawFd) -> isize {
+    // SAFETY: send(2) reads one byte from a live static buffer; a bad or
+    // closed descriptor is an error return, not undefined behaviour.
+    unsafe { libc::send(fd, b"x".as_ptr().cast(), 1, SEND_FLAGS) }
+}
+
 /// A connected pair: a byte written to one end makes the other readable.
 #[derive(Debug)]
 pub(crate) struct WakePipe {
@@ -42,9 +89,7 @@ pub(crate) struct WakePipe {
 
 impl WakePipe {
     pub(crate) fn new() -> io::Result<WakePipe> {
-        let (rx, tx) = UnixStream::pair()?;
-        rx.set_nonblocking(true)?;
-        tx.set_nonblocking(true)?;
+        let (rx, tx) = quiet_pair()?;
         Ok(WakePipe { rx, tx })
     }
 
@@ -55,9 +100,12 @@ impl WakePipe {
 
     /// Makes the watched end readable. A full pipe already is, so `WouldBlock` is success.
     pub(crate) fn wake(&self) -> io::Result<()> {
-        match (&self.tx).write(&[1]) {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ => Ok(()),
+        if send_byte(self.tx.as_raw_fd()) >= 0 {
+            return Ok(());
+        }
+        match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            e => Err(e),
         }
     }
 
@@ -206,4 +254,71 @@ pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
 /// background (`EINPROGRESS`).
 pub(crate) fn connect_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Catches (issue 9, fault 2): a write of the crate's to a socket pair
+    // whose other end is closed raising SIGPIPE (death for a process that
+    // has SIGPIPE at its default action). Rust ignores SIGPIPE, so the test
+    // blocks it in this thread instead: Linux keeps a blocked signal
+    // pending even when ignored, and SIGPIPE goes to the writing thread.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn send_byte_to_a_closed_peer_never_raises_sigpipe() {
+        // SAFETY: sigset_t values initialised by sigemptyset before use;
+        // pthread_sigmask changes this test thread's mask only, and is
+        // restored below; sigtimedwait with a zero timeout only consumes a
+        // SIGPIPE pending for this thread.
+        unsafe {
+            let mut pipe_only: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pipe_only);
+            libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+            assert_eq!(
+                libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut old),
+                0
+            );
+
+            let (rx, tx) = quiet_pair().unwrap();
+            drop(rx);
+            let sent = send_byte(tx.as_raw_fd());
+            let err = io::Error::last_os_error();
+
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pending);
+            libc::sigpending(&mut pending);
+            let raised = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+            if raised {
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+
+            assert_eq!(sent, -1);
+            assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+            assert!(!raised, "send_byte raised SIGPIPE");
+        }
+    }
+
+    // The wake pipe, which writes with `send_byte`, still wakes.
+    #[test]
+    fn wake_pipe_wakes_and_drains() {
+        let pipe = WakePipe::new().unwrap();
+        pipe.wake().unwrap();
+        pipe.wake().unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!((&pipe.rx).read(&mut buf).unwrap(), 2);
+        pipe.wake().unwrap();
+        pipe.drain();
+        assert_eq!(
+            (&pipe.rx).read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
 }

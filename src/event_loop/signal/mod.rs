@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 use super::{EventLoop, Token};
 use crate::{Backend, Error, Result};
@@ -75,6 +76,11 @@ impl<B: Backend> EventLoop<B> {
     /// together may be coalesced into one call. The loop's own source for
     /// the signal does not keep [`run`](EventLoop::run) going.
     ///
+    /// An `Err` from `callback` goes to the
+    /// [error handler](EventLoop::set_error_handler) with `token: None`; a
+    /// panic unwinds out of [`run`](EventLoop::run) like any callback's. In
+    /// both cases the handler stays installed and the next signal reaches it.
+    ///
     /// # Errors
     /// - [`Error::Io`] if the signal cannot be caught (SIGKILL, SIGSTOP, and
     ///   signals `signal-hook` forbids, like SIGSEGV), or on Windows for a
@@ -139,14 +145,28 @@ impl<B: Backend> EventLoop<B> {
         else {
             return Ok(());
         };
-        let result = callback(self);
+        // Put back even if the callback panics: the handler stays installed.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| callback(self)));
         if let Some(registration) = self.signals.map.get_mut(&signal) {
             // Unless the callback replaced its own registration.
             if registration.callback.is_none() {
                 registration.callback = Some(callback);
             }
         }
-        result
+        result.unwrap_or_else(|panic| panic::resume_unwind(panic))
+    }
+}
+
+impl<B: Backend> Signals<B> {
+    /// Stops every delivery (signal-hook no longer writes to the loop's
+    /// socket pairs once this returns), so that (with no other handler left)
+    /// the default action comes back, as with
+    /// [`EventLoop::remove_signal_handler`]. The loop's sources for them are
+    /// left to the selector, which the loop drops afterwards.
+    pub(crate) fn clear(&mut self) {
+        for (_, registration) in self.map.drain() {
+            imp::remove_signal(registration.id);
+        }
     }
 }
 
@@ -163,18 +183,64 @@ impl<B: Backend> Signals<B> {
 }
 
 impl<B: Backend> Drop for Signals<B> {
-    /// A dropped loop handles no signal any more: stop its deliveries, so
-    /// that (with no other handler left) the default action comes back, as
-    /// with [`EventLoop::remove_signal_handler`].
+    /// A dropped loop handles no signal any more (a no-op after
+    /// [`Signals::clear`], which the loop's own `Drop` calls first).
     fn drop(&mut self) {
-        for (_, registration) in self.map.drain() {
-            imp::remove_signal(registration.id);
-        }
+        self.clear();
     }
 }
 
 impl<B: Backend> fmt::Debug for Signals<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.map.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use crate::{EventLoop, Signal};
+
+    /// Delivers `signal` the way Windows does (Ctrl-C: a system thread calls
+    /// `call_soon_threadsafe`, whose callback calls `deliver_signal`) and
+    /// runs the loop until it has run.
+    fn deliver_as_windows_does(lp: &mut EventLoop, signal: Signal) {
+        lp.handle()
+            .call_soon_threadsafe(move |lp| lp.deliver_signal(signal));
+        lp.run_once(Some(Duration::ZERO)).unwrap();
+    }
+
+    // Catches (issue 9, fault 1, the Windows path): a signal handler's `Err`
+    // or panic losing the handler (its callback is out of the map while it
+    // runs), so that later Ctrl-C events are swallowed.
+    #[test]
+    fn signal_delivery_survives_err_and_panic_of_its_handler() {
+        let mut lp = EventLoop::new().unwrap();
+        let calls = Rc::new(Cell::new(0));
+        let c = Rc::clone(&calls);
+        lp.add_signal_handler(Signal::INT, move |_| {
+            c.set(c.get() + 1);
+            match c.get() {
+                1 => anyhow::bail!("handler failed"),
+                2 => panic!("handler exploded"),
+                _ => Ok(()),
+            }
+        })
+        .unwrap();
+        lp.set_error_handler(|_, failure| assert_eq!(failure.token, None));
+        deliver_as_windows_does(&mut lp, Signal::INT);
+        assert_eq!((calls.get(), lp.stats().callback_errors), (1, 1));
+        let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
+            deliver_as_windows_does(&mut lp, Signal::INT)
+        }));
+        assert!(panicked.is_err(), "the handler's panic must unwind");
+        assert_eq!(calls.get(), 2);
+        deliver_as_windows_does(&mut lp, Signal::INT);
+        assert_eq!(calls.get(), 3, "the handler must stay installed");
+        assert!(lp.remove_signal_handler(Signal::INT).unwrap());
     }
 }

@@ -1,8 +1,9 @@
-//! Signals on Unix: `signal-hook`'s handler writes a byte to a socket pair
-//! (async-signal-safe), and the loop watches the other end as one of its own
+//! Signals on Unix: `signal-hook`'s handler sends a byte to a socket pair
+//! (async-signal-safe, and never raising SIGPIPE), and the loop watches the other end as one of its own
 //! sources, running the callback on the loop's thread.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
 use super::Signal;
@@ -53,10 +54,17 @@ pub(crate) fn add_signal<B: Backend>(
     use std::sync::Arc;
 
     let signum = signal.as_raw();
-    let (rx, tx) = UnixStream::pair()?;
-    rx.set_nonblocking(true)?;
-    tx.set_nonblocking(true)?;
-    let id = signal_hook::low_level::pipe::register(signum, tx)?;
+    // Not signal-hook's `pipe::register`: its send(2) may raise SIGPIPE
+    // (no MSG_NOSIGNAL) if the read end is gone. The action owns `tx`, and
+    // signal-hook drops an action only once no handler can be running it.
+    let (rx, tx) = crate::sys::quiet_pair()?;
+    let action = move || {
+        crate::sys::send_byte(tx.as_raw_fd());
+    };
+    // SAFETY: the action only calls send(2) (async-signal-safe) on a
+    // descriptor it owns: it neither allocates, locks nor panics. A full pair
+    // (EAGAIN) already wakes the loop, so its result is ignored.
+    let id = unsafe { signal_hook::low_level::register(signum, action) }?;
     {
         let mut table = SIGNAL_TABLE.lock().unwrap_or_else(|e| e.into_inner());
         let table = table.get_or_insert_with(Default::default);
