@@ -3,12 +3,18 @@
 //!
 //! ```text
 //! cargo run --release --example chat -- [--addr HOST:PORT] [--max-queued BYTES]
+//!     [--idle-timeout-ms MS]
 //! ```
 //!
 //! - `--addr`: where to listen (default `127.0.0.1:8008`, the seed's port;
 //!   port 0 picks one); the first line printed is `listening on ADDR`;
 //! - `--max-queued BYTES`: how much may wait to be sent to one client
-//!   before it is dropped as not reading (default 1 MiB).
+//!   before it is dropped as not reading (default 1 MiB);
+//! - `--idle-timeout-ms MS`: a client that sends nothing for this long (not
+//!   even part of a line) is told `Idle Timeout` and closed, so that idle
+//!   clients do not hold a descriptor forever (default 600000, ten minutes;
+//!   a client that only listens must say something, an empty line will do,
+//!   at least that often).
 //!
 //! Try it with a few `nc 127.0.0.1 8008` (or `telnet`) in other terminals.
 //! The protocol is lines: a message is everything up to and including a
@@ -29,19 +35,28 @@
 //!   stored once and shared by every queue it is in;
 //! - a client whose queue grows past 1 MiB (it does not read) is dropped with
 //!   a line on stderr, so memory stays bounded and the others keep chatting;
-//! - a client that errors, resets or closes is dropped alone.
+//! - a client that errors, resets or closes is dropped alone;
+//! - a client silent for the idle timeout is sent `Idle Timeout\n` and
+//!   closed (one timer per client, re-armed for the rest of the timeout when
+//!   it fires on a client that spoke meanwhile, so reads cost no timer work).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use selectloop::net;
 use selectloop::{CallHandle, EventLoop, IoEvent, Signal, Token, EVENT_READ, EVENT_WRITE};
 
 mod support;
+// The line framing, in a file of its own that the fuzz target and
+// tests/fuzz_corpus.rs include too.
+#[path = "support/lines.rs"]
+mod lines;
+
+use lines::split_lines;
 
 /// The longest line a client may send, newline included.
 const MAX_LINE: usize = 64 * 1024;
@@ -54,21 +69,35 @@ const CHUNK: usize = 64 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// What every client gets on Ctrl-C.
 const SHUTDOWN_LINE: &[u8] = b"Shutdown Server\n";
+/// How long a client may send nothing (default of `--idle-timeout-ms`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// What a client silent for the idle timeout gets before it is closed.
+const IDLE_LINE: &[u8] = b"Idle Timeout\n";
 
-const USAGE: &str = "usage: chat [--addr HOST:PORT] [--max-queued BYTES]";
+const USAGE: &str = "usage: chat [--addr HOST:PORT] [--max-queued BYTES] [--idle-timeout-ms MS]";
 
-fn parse_args() -> anyhow::Result<(String, usize)> {
-    let mut addr = "127.0.0.1:8008".to_string();
-    let mut max_queued = MAX_QUEUED;
+struct Options {
+    addr: String,
+    max_queued: usize,
+    idle: Duration,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        addr: "127.0.0.1:8008".to_string(),
+        max_queued: MAX_QUEUED,
+        idle: IDLE_TIMEOUT,
+    };
     let mut args = support::Args::from_env(USAGE);
     while let Some(flag) = args.next_flag()? {
         match flag.as_str() {
-            "--addr" => addr = args.value()?,
-            "--max-queued" => max_queued = args.value()?,
+            "--addr" => options.addr = args.value()?,
+            "--max-queued" => options.max_queued = args.value()?,
+            "--idle-timeout-ms" => options.idle = Duration::from_millis(args.positive()?),
             _ => return Err(args.unknown()),
         }
     }
-    Ok((addr, max_queued))
+    Ok(options)
 }
 
 /// Lines waiting to go out to one client. Each line is shared (`Rc`) by
@@ -114,6 +143,18 @@ struct Client {
     /// The start of a line whose `\n` has not arrived yet.
     partial: Vec<u8>,
     outbox: Outbox,
+    /// When the client last sent anything.
+    last_heard: Instant,
+    /// The idle check (cancelled when the client goes).
+    idle_check: Option<CallHandle>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(check) = self.idle_check.take() {
+            check.cancel();
+        }
+    }
 }
 
 /// The room: every client's state, keyed by the loop's token for its socket
@@ -124,6 +165,8 @@ struct Room {
     clients: BTreeMap<Token<TcpStream>, Client>,
     /// A client with more than this queued for it is dropped.
     max_queued: usize,
+    /// A client that sends nothing for this long is closed.
+    idle: Duration,
     /// The listener's token (it stays the same while `net::serve` pauses
     /// accepting); taken, and the listener closed, on Ctrl-C.
     listener: Option<Token<TcpListener>>,
@@ -153,9 +196,62 @@ fn join(
             peer: peer.to_string(),
             partial: Vec::new(),
             outbox: Outbox::default(),
+            last_heard: Instant::now(),
+            idle_check: None,
         },
     );
+    let idle = room.borrow().idle;
+    check_idle_in(lp, room, token, idle);
     Ok(())
+}
+
+/// Checks in `delay` whether the client has been silent for the idle
+/// timeout.
+fn check_idle_in(lp: &mut EventLoop, room: &Shared, token: Token<TcpStream>, delay: Duration) {
+    let shared = Rc::clone(room);
+    let check = lp.call_later(delay, move |lp| {
+        check_idle(lp, &shared, token);
+        Ok(())
+    });
+    match room.borrow_mut().clients.get_mut(&token) {
+        Some(client) => client.idle_check = Some(check),
+        None => {
+            check.cancel();
+        }
+    }
+}
+
+/// The client's idle check is due: silent for the whole idle timeout, it is
+/// told and closed; otherwise it is checked again when the timeout would
+/// run out, counted from the last time it sent something.
+fn check_idle(lp: &mut EventLoop, room: &Shared, token: Token<TcpStream>) {
+    let (silent, idle) = {
+        let room = room.borrow();
+        let Some(client) = room.clients.get(&token) else {
+            return;
+        };
+        if room.closing {
+            return; // the shutdown grace period decides now
+        }
+        (client.last_heard.elapsed(), room.idle)
+    };
+    if silent < idle {
+        check_idle_in(lp, room, token, idle - silent);
+        return;
+    }
+    let peer = {
+        let mut room = room.borrow_mut();
+        let client = room.clients.get_mut(&token).expect("checked above");
+        client.idle_check = None; // this very call
+        client.outbox.push(Rc::from(IDLE_LINE));
+        let outbox = &mut client.outbox;
+        // What the socket does not take now is lost with the connection:
+        // a client that is silent and does not read is not waited for.
+        let _ = lp.with_source(token, |stream: &mut TcpStream| outbox.flush(stream));
+        client.peer.clone()
+    };
+    eprintln!("chat: closing {peer}: idle for {idle:?}");
+    close_client(lp, room, token, None);
 }
 
 /// A client's socket is readable or writable.
@@ -191,7 +287,10 @@ fn on_client(
             }
             Ok(n) => {
                 let (lines, overlong) = match room.borrow_mut().clients.get_mut(&me) {
-                    Some(client) => split_lines(&mut client.partial, &buf[..n]),
+                    Some(client) => {
+                        client.last_heard = Instant::now();
+                        split_lines(&mut client.partial, &buf[..n], MAX_LINE)
+                    }
                     None => return Ok(()),
                 };
                 broadcast(lp, room, me, lines);
@@ -214,29 +313,6 @@ fn on_client(
     }
     watch(lp, room, me)?;
     Ok(())
-}
-
-/// Appends `data` to the client's `partial` line and takes out the complete
-/// lines. Also says whether the client broke the line length limit (the
-/// lines before the offending one are still returned).
-fn split_lines(partial: &mut Vec<u8>, data: &[u8]) -> (Vec<Rc<[u8]>>, bool) {
-    let scanned = partial.len();
-    partial.extend_from_slice(data);
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut from = scanned;
-    while let Some(at) = partial[from..].iter().position(|&b| b == b'\n') {
-        let end = from + at + 1;
-        if end - start > MAX_LINE {
-            return (lines, true);
-        }
-        lines.push(Rc::from(&partial[start..end]));
-        start = end;
-        from = end;
-    }
-    partial.drain(..start);
-    // No newline within MAX_LINE bytes: the line will be too long.
-    (lines, partial.len() >= MAX_LINE)
 }
 
 /// Queues `lines` for every client but `from`, and writes what each socket
@@ -432,12 +508,17 @@ fn close_everyone(lp: &mut EventLoop, room: &Shared) {
 
 fn main() -> anyhow::Result<()> {
     support::init_logger();
-    let (addr, max_queued) = parse_args()?;
+    let Options {
+        addr,
+        max_queued,
+        idle,
+    } = parse_args()?;
     let listener = support::listen(&addr)?;
 
     let mut lp = EventLoop::new()?;
     let room: Shared = Rc::new(RefCell::new(Room {
         max_queued,
+        idle,
         ..Room::default()
     }));
     // A callback error the code above did not handle itself: drop that

@@ -62,11 +62,13 @@ use selectloop::net;
 use selectloop::{CallHandle, EventLoop, Interest, IoEvent, Token, EVENT_READ};
 
 mod support;
+// The request-head parser and framer, in a file of their own that the fuzz
+// target and tests/fuzz_corpus.rs include too.
+#[path = "support/http_head.rs"]
+mod http_head;
 
-/// The largest request head accepted, request line and blank line included.
-const MAX_HEAD: usize = 8 * 1024;
-/// The most header fields a request head may have.
-const MAX_HEADERS: usize = 100;
+use http_head::{Frame, Framer, Request, Status};
+
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 /// Past this many bytes of pending responses, stop reading and answering.
@@ -110,124 +112,6 @@ fn parse_args() -> anyhow::Result<Options> {
         }
     }
     Ok(options)
-}
-
-// ----- parsing --------------------------------------------------------------
-
-/// An error response: status code and reason phrase.
-type Status = (u16, &'static str);
-const BAD_REQUEST: Status = (400, "Bad Request");
-const LENGTH_REQUIRED: Status = (411, "Length Required");
-const HEAD_TOO_LARGE: Status = (431, "Request Header Fields Too Large");
-const VERSION_NOT_SUPPORTED: Status = (505, "HTTP Version Not Supported");
-
-/// What the start of the input holds.
-#[derive(Debug, PartialEq, Eq)]
-enum Head {
-    /// Not a complete head yet.
-    Partial,
-    /// A head to refuse with this status (then close).
-    Invalid(Status),
-    /// A complete request head of `len` bytes.
-    Request {
-        len: usize,
-        /// HTTP/1.0 (rather than 1.1).
-        http10: bool,
-        /// The connection closes after the response.
-        close: bool,
-        /// `HEAD`: the response has no body.
-        head_only: bool,
-        /// Body bytes that follow the head (`Content-Length`).
-        body: u64,
-        /// The client waits for `100 Continue` before sending the body.
-        expects_continue: bool,
-    },
-}
-
-fn parse_head(buf: &[u8]) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Partial) => return Head::Partial,
-        Ok(httparse::Status::Complete(len)) => len,
-        Err(httparse::Error::TooManyHeaders) => return Head::Invalid(HEAD_TOO_LARGE),
-        Err(httparse::Error::Version) if names_http_version(buf) => {
-            return Head::Invalid(VERSION_NOT_SUPPORTED)
-        }
-        Err(_) => return Head::Invalid(BAD_REQUEST),
-    };
-    if len > MAX_HEAD {
-        return Head::Invalid(HEAD_TOO_LARGE);
-    }
-    let http10 = req.version == Some(0);
-    let (mut close, mut keep_alive, mut hosts, mut expect) = (false, false, 0, false);
-    let mut body: Option<u64> = None;
-    for header in req.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("connection") {
-            for option in header.value.split(|&b| b == b',') {
-                let option = trim(option);
-                close |= option.eq_ignore_ascii_case(b"close");
-                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case("expect") {
-            expect |= trim(header.value).eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case("content-length") {
-            // Digits only (no sign, no list); repeated, it must agree.
-            let value = trim(header.value);
-            let parsed = std::str::from_utf8(value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok());
-            match (parsed, body) {
-                (Some(n), None) => body = Some(n),
-                (Some(n), Some(m)) if n == m => {}
-                _ => return Head::Invalid(BAD_REQUEST),
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // A body whose end only a chunked decoder finds: refused. With a
-            // Content-Length as well, the framing is ambiguous (smuggling).
-            return Head::Invalid(if body.is_some() {
-                BAD_REQUEST
-            } else {
-                LENGTH_REQUIRED
-            });
-        }
-    }
-    if hosts > 1 || (!http10 && hosts == 0) {
-        return Head::Invalid(BAD_REQUEST);
-    }
-    Head::Request {
-        len,
-        http10,
-        close: if http10 { !keep_alive || close } else { close },
-        head_only: req.method == Some("HEAD"),
-        body: body.unwrap_or(0),
-        expects_continue: expect && !http10 && body.unwrap_or(0) > 0,
-    }
-}
-
-/// `bytes` without leading and trailing ASCII whitespace.
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace());
-    match (start, end) {
-        (Some(start), Some(end)) => &bytes[start..=end],
-        _ => &[],
-    }
-}
-
-/// Whether the request line ends in a version of the form `HTTP/d.d` (one
-/// `httparse` refuses: not 1.0 or 1.1), as opposed to not being HTTP at all.
-fn names_http_version(buf: &[u8]) -> bool {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
-    let line = &buf[start.unwrap_or(buf.len())..];
-    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
-    let version = trim(line).rsplit(|&b| b == b' ').next().unwrap_or(&[]);
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 // ----- responses ------------------------------------------------------------
@@ -326,11 +210,8 @@ struct Conn {
     /// Received, not yet consumed: the start of a request head, or requests
     /// not answered yet because too much output is pending.
     input: Vec<u8>,
-    /// How much of `input` was there at the last `Partial` parse: a head can
-    /// only complete once a newline arrives after it.
-    parsed: usize,
-    /// Bytes of the current request's body still to skip.
-    body_left: u64,
+    /// Where `input` is: in a request head, or in a body to skip.
+    framer: Framer,
     /// Responses not yet sent: `out[sent..]`.
     out: Vec<u8>,
     sent: usize,
@@ -359,8 +240,7 @@ impl Conn {
             token,
             timeouts,
             input: Vec::new(),
-            parsed: 0,
-            body_left: 0,
+            framer: Framer::default(),
             out: Vec::new(),
             sent: 0,
             backlogged: false,
@@ -424,7 +304,7 @@ impl Conn {
         let events = Interest::from_flags(self.can_read(), self.pending() > 0)
             .expect("with nothing to send, a connection that stays open reads");
         lp.modify(self.token, events)?;
-        let deadline = if self.pending() == 0 && self.body_left == 0 && !self.input.is_empty() {
+        let deadline = if self.pending() == 0 && !self.framer.in_body() && !self.input.is_empty() {
             Deadline::Header
         } else {
             Deadline::Idle
@@ -453,13 +333,9 @@ impl Conn {
         let mut pos = 0;
         self.backlogged = false;
         while !self.close_after {
-            if self.body_left > 0 {
-                let skip = self.body_left.min((self.input.len() - pos) as u64);
-                pos += skip as usize;
-                self.body_left -= skip;
-                if self.body_left > 0 {
-                    break;
-                }
+            pos += self.framer.skip_body(&self.input[pos..]);
+            if self.framer.in_body() {
+                break;
             }
             let rest = &self.input[pos..];
             if rest.is_empty() {
@@ -469,29 +345,18 @@ impl Conn {
                 self.backlogged = true;
                 break;
             }
-            let head = if self.parsed > 0 && !rest[self.parsed..].contains(&b'\n') {
-                Head::Partial
-            } else {
-                parse_head(rest)
-            };
-            match head {
-                Head::Partial if rest.len() > MAX_HEAD => self.refuse(HEAD_TOO_LARGE),
-                Head::Partial => {
-                    self.parsed = rest.len();
-                    break;
-                }
-                Head::Invalid(status) => self.refuse(status),
-                Head::Request {
+            match self.framer.next_head(rest) {
+                Frame::Partial => break,
+                Frame::Refuse(status) => self.refuse(status),
+                Frame::Request(Request {
                     len,
                     http10,
                     close,
                     head_only,
-                    body,
                     expects_continue,
-                } => {
+                    ..
+                }) => {
                     pos += len;
-                    self.parsed = 0;
-                    self.body_left = body;
                     self.close_after = close;
                     if expects_continue {
                         // Let the client send the body we are about to skip.

@@ -58,6 +58,17 @@ pub mod net;
 pub mod selector;
 mod sys;
 
+/// Crate-private functions the fuzz targets in `fuzz/` call; only with
+/// `--cfg fuzzing` (set by cargo-fuzz), never part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    /// `sys::timeout_ms`: a poll(2) / WSAPoll timeout in milliseconds.
+    pub fn timeout_ms(timeout: Option<std::time::Duration>) -> i32 {
+        crate::sys::timeout_ms(timeout)
+    }
+}
+
 pub use crate::error::{Error, RegisterError, Result};
 #[cfg(feature = "signals")]
 pub use crate::event_loop::Signal;

@@ -7,7 +7,7 @@ mod example_util;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use example_util::Server;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -326,4 +326,77 @@ fn sigint_with_a_client_that_does_not_read_still_exits_0() {
         "slow got a prefix of the flood and the goodbye ({} bytes)",
         received.len()
     );
+}
+
+#[test]
+fn an_idle_client_is_told_and_closed_while_active_ones_stay() {
+    const IDLE_MS: u64 = 300;
+    let server = Server::start(
+        "chat",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--idle-timeout-ms",
+            &IDLE_MS.to_string(),
+        ],
+    );
+    let connected = Instant::now();
+    let mut idle = join(server.addr, "idle", &mut []);
+    let mut a = join(server.addr, "a", &mut [&mut idle]);
+    let mut b = join(server.addr, "b", &mut [&mut idle, &mut a]);
+    // `idle` hears what the room says but never speaks. Reads bounded by a
+    // short timeout pace the loop; a and b speak every round, far more often
+    // than the idle timeout, so only `idle` is ever silent long enough.
+    idle.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut round = 0u64;
+    loop {
+        assert!(
+            connected.elapsed() < PATIENCE,
+            "idle client still open after {PATIENCE:?} (idle timeout {IDLE_MS} ms)"
+        );
+        round += 1;
+        let ping = format!("ping {round}\n");
+        a.send(ping.as_bytes());
+        assert_eq!(b.line(), ping);
+        let pong = format!("pong {round}\n");
+        b.send(pong.as_bytes());
+        assert_eq!(a.line(), pong);
+        match idle.reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => heard.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("idle client: {e}"),
+        }
+    }
+    assert!(
+        connected.elapsed() >= Duration::from_millis(IDLE_MS),
+        "closed after {:?}, before the idle timeout",
+        connected.elapsed()
+    );
+    let heard = String::from_utf8(heard).expect("lines");
+    assert!(
+        heard.ends_with("Idle Timeout\n"),
+        "the idle client is told why before EOF; it heard {heard:?}"
+    );
+    // Everything else it heard was the room's chatter, whole lines in order.
+    for line in heard.lines().filter(|l| *l != "Idle Timeout") {
+        assert!(
+            line.starts_with("ping ") || line.starts_with("pong "),
+            "{line:?}"
+        );
+    }
+    // The active clients are still in the room.
+    a.send(b"still here\n");
+    assert_eq!(b.line(), "still here\n");
+    b.send(b"me too\n");
+    assert_eq!(a.line(), "me too\n");
 }

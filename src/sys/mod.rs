@@ -43,6 +43,12 @@ pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
     }
 }
 
+// The fuzz target `timeout_ms`'s properties, shared with it (see
+// `tests::fuzz_corpus_timeout_ms`).
+#[cfg(test)]
+#[path = "../../fuzz/props/timeout_ms.rs"]
+mod fuzz_props;
+
 #[cfg(test)]
 mod tests {
     use super::timeout_ms;
@@ -55,5 +61,24 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
         assert_eq!(timeout_ms(Some(Duration::from_millis(1500))), 1500);
         assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), i32::MAX);
+    }
+
+    /// The `timeout_ms` fuzz corpus and fixed crashes, replayed on stable
+    /// (`tests/fuzz_corpus.rs` replays the other targets').
+    #[test]
+    fn fuzz_corpus_timeout_ms() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut replayed = 0;
+        for dir in ["corpus/timeout_ms", "regressions/timeout_ms"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("read_dir").path();
+                super::fuzz_props::check(&std::fs::read(&path).expect("read"), timeout_ms);
+                replayed += 1;
+            }
+        }
+        assert!(replayed > 0, "no timeout_ms corpus");
     }
 }
