@@ -22,10 +22,10 @@ use crate::{Error, Fd, Interest, Result, Source};
 /// *read* set only: a Unix socket whose two ends both shut down writing while
 /// its send buffer was full is hung up (a write fails at once with `EPIPE`)
 /// yet never in the write set, where epoll and poll(2) report it writable
-/// (issue 9, fault 7). Sockets set to shut down or in error state are
-/// otherwise writable to select(2) (TCP on Linux, every socket on the BSDs
-/// and macOS, and `POLLERR` is in Linux's write set), so this is the one gap
-/// to close, and it is closed without a cost in the usual case:
+/// (issue 9, fault 7). Otherwise a socket whose write side is shut down, or
+/// that has a pending error, is in select(2)'s write set (TCP on Linux, every
+/// socket on the BSDs and macOS; `POLLERR` is in Linux's write set), so this
+/// is the one gap to close, and it is closed at no cost in the usual case:
 ///
 /// * a write-interested registration is also put in the read set, so that
 ///   a hang-up ends the wait;
