@@ -16,7 +16,11 @@
 //! is walked, no event for a key unregistered earlier in the batch, none
 //! for a new registration that reuses its descriptor number, no
 //! allocation when an `Events` is reused, and the timeout and waker of
-//! `select`.
+//! `select`. Python's mapping where select(2) has no bit for it: a hang-up
+//! with a full send buffer is writable
+//! (`extra_hangup_with_full_send_buffer_is_writable`, issue 9 fault 7), and a
+//! write-only key with unread input neither wakes a wait nor hides a later
+//! hang-up (`extra_write_only_with_unread_input_waits_then_sees_hangup`).
 //!
 //! # CPython's tests and where they went
 //!
@@ -730,6 +734,159 @@ fn extra_hangup_reported_within_registered_events<B: Backend>() {
     }
 }
 
+/// A stream socket as the hang-up tests need it: `UnixStream` or `TcpStream`.
+trait Stream: Source + Write {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
+    }
+}
+
+#[cfg(unix)]
+impl Stream for std::os::unix::net::UnixStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        std::os::unix::net::UnixStream::shutdown(self, how)
+    }
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_nonblocking(self, on)
+    }
+}
+
+/// Issue 9, fault 7: a socket whose send buffer is full when both ends shut
+/// down writing is hung up, and a hang-up counts as writable (a write fails
+/// at once with `EPIPE`). epoll and poll(2) said so; select(2), which has no
+/// hang-up bit, reported nothing, so a loop waiting to write was never woken.
+/// Checked on a Unix socket pair (where Linux reports the hang-up without
+/// `POLLOUT`: the case that failed) and on a loopback TCP pair, registered
+/// for write alone and for read and write, by a zero-timeout select and by a
+/// blocking one, several times (level-triggered).
+fn extra_hangup_with_full_send_buffer_is_writable<B: Backend>() {
+    #[cfg(unix)]
+    {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        hangup_with_full_send_buffer::<B, _>(a, b, |_| {});
+    }
+    let (a, b) = pair();
+    // TCP: `a` sees the hang-up once `b`'s FIN has arrived (end of stream).
+    hangup_with_full_send_buffer::<B, _>(a, b, wait_readable);
+}
+
+fn hangup_with_full_send_buffer<B: Backend, S: Stream>(mut a: S, b: S, wait_fin: impl Fn(&S)) {
+    a.set_nonblocking(true).unwrap();
+    let chunk = [0u8; 65536];
+    loop {
+        match a.write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the send buffer: {e}"),
+        }
+    }
+    a.shutdown(Shutdown::Write).unwrap();
+    b.shutdown(Shutdown::Write).unwrap();
+    wait_fin(&a);
+    let fd = fd_of(&a);
+    for events in [EVENT_WRITE, EVENT_READ | EVENT_WRITE] {
+        let mut s: BaseSelector<B, &S> = new_selector();
+        s.register(&a, events, ()).unwrap();
+        for timeout in [Duration::ZERO, PATIENCE, Duration::ZERO] {
+            assert_eq!(
+                ready(&mut s, Some(timeout)),
+                [(fd, events)],
+                "registered for {events:?}, select({timeout:?})"
+            );
+        }
+    }
+    // What the mapping promises: the write fails at once (EPIPE on Unix,
+    // WSAESHUTDOWN on Windows).
+    match a.write(&chunk) {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => {}
+        other => panic!("expected an error after the hang-up, got {other:?}"),
+    }
+    drop(b);
+}
+
+/// The other side of fault 7's fix: a write-only registration with unread
+/// input and a full send buffer is readable but neither writable nor hung
+/// up. A wait must block for its whole timeout (select(2) must not wake at
+/// once on the input nobody asked about, over and over: measured in CPU
+/// time on Linux), and once both ends shut down writing the hang-up must be
+/// reported writable by the next select.
+fn extra_write_only_with_unread_input_waits_then_sees_hangup<B: Backend>() {
+    #[cfg(unix)]
+    {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        write_only_with_unread_input::<B, _>(a, b, |_| {});
+    }
+    let (a, b) = pair();
+    write_only_with_unread_input::<B, _>(a, b, wait_readable);
+}
+
+fn write_only_with_unread_input<B: Backend, S: Stream>(
+    mut a: S,
+    mut b: S,
+    wait_arrived: impl Fn(&S),
+) {
+    a.set_nonblocking(true).unwrap();
+    let chunk = [0u8; 65536];
+    loop {
+        match a.write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the send buffer: {e}"),
+        }
+    }
+    b.write_all(b"unread").unwrap();
+    wait_arrived(&a);
+    let fd = fd_of(&a);
+    let mut s: BaseSelector<B, &S> = new_selector();
+    s.register(&a, EVENT_WRITE, ()).unwrap();
+    assert_eq!(ready(&mut s, Some(Duration::ZERO)), []);
+    let wait = Duration::from_millis(300);
+    let cpu = thread_cpu_time();
+    let start = Instant::now();
+    assert_eq!(ready(&mut s, Some(wait)), []);
+    let (elapsed, cpu) = (start.elapsed(), thread_cpu_time().saturating_sub(cpu));
+    assert!(
+        elapsed >= wait,
+        "select({wait:?}) returned after {elapsed:?}"
+    );
+    assert!(
+        cpu < wait / 10,
+        "select({wait:?}) spun: {cpu:?} of CPU time in {elapsed:?}"
+    );
+
+    a.shutdown(Shutdown::Write).unwrap();
+    b.shutdown(Shutdown::Write).unwrap();
+    // Unix sockets hang up at once; a TCP socket once the peer's FIN lands.
+    expect_events(&mut s, &[(fd, EVENT_WRITE)]);
+    assert_eq!(ready(&mut s, Some(Duration::ZERO)), [(fd, EVENT_WRITE)]);
+    drop(b);
+}
+
+/// This thread's CPU time so far (zero where it is not measured).
+fn thread_cpu_time() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a live, writable timespec.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime");
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+    #[cfg(not(target_os = "linux"))]
+    Duration::ZERO
+}
+
 /// A `select(None)` in this thread is woken by another thread.
 fn extra_waker_wakes_blocked_select<B: Backend>() {
     let (rd, _wr) = pair();
@@ -1354,6 +1511,8 @@ backends! {
         extra_level_triggered,
         extra_hangup_is_readable,
         extra_hangup_reported_within_registered_events,
+        extra_hangup_with_full_send_buffer_is_writable,
+        extra_write_only_with_unread_input_waits_then_sees_hangup,
         extra_waker_wakes_blocked_select,
         extra_wakes_coalesce,
         extra_closed_selector_is_closed_everywhere,

@@ -199,6 +199,12 @@ pub type PollSelector<F = AnySource, D = ()> = BaseSelector<PollBackend, F, D>;
 /// A selector on select(2). Each `select` passes the whole set to the kernel,
 /// and descriptors at or above `FD_SETSIZE` (1024 on Linux) are refused at
 /// registration with [`Error::FdTooLarge`](crate::Error::FdTooLarge).
+///
+/// Unlike Python's `SelectSelector`, it keeps the mapping every backend has:
+/// a hang-up is writable, although select(2) has no hang-up bit (Linux puts
+/// it in the read set only). A write-interested registration that select(2)
+/// finds readable but not writable is asked once more, with a zero-timeout
+/// poll(2) on just those descriptors; [`SelectBackend`] tells how.
 #[cfg(unix)]
 pub type SelectSelector<F = AnySource, D = ()> = BaseSelector<SelectBackend, F, D>;
 
