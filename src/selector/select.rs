@@ -220,14 +220,7 @@ impl Ops for SelectBackend {
             }
             max = max.max(entry.fd);
         }
-        let mut tv = timeout.map(|t| {
-            // Round up to the next microsecond, so a tiny timeout still waits.
-            let micros = t.subsec_micros() + u32::from(t.subsec_nanos() % 1000 != 0);
-            libc::timeval {
-                tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_usec: micros as libc::suseconds_t,
-            }
-        });
+        let mut tv = timeout.map(timeval);
         let tv_ptr = tv
             .as_mut()
             .map_or(ptr::null_mut(), |tv| tv as *mut libc::timeval);
@@ -287,5 +280,37 @@ impl fmt::Debug for SelectBackend {
         f.debug_struct("SelectBackend")
             .field("watched", &(self.entries.len() - 1))
             .finish()
+    }
+}
+
+/// `t` as select(2)'s `timeval`, rounded up to the next microsecond (so a
+/// tiny timeout still waits), with a rounded-up 1,000,000 µs carried into the
+/// seconds: macOS and FreeBSD refuse `tv_usec >= 1_000_000` with `EINVAL`.
+fn timeval(t: Duration) -> libc::timeval {
+    let mut secs = t.as_secs();
+    let mut micros = t.subsec_micros() + u32::from(t.subsec_nanos() % 1000 != 0);
+    if micros == 1_000_000 {
+        secs = secs.saturating_add(1);
+        micros = 0;
+    }
+    libc::timeval {
+        tv_sec: libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX),
+        tv_usec: micros as libc::suseconds_t,
+    }
+}
+
+#[cfg(test)]
+mod timeval_tests {
+    use super::timeval;
+    use std::time::Duration;
+
+    #[test]
+    fn rounding_up_to_a_whole_second_carries_into_tv_sec() {
+        let tv = timeval(Duration::new(1, 999_999_001));
+        assert_eq!((tv.tv_sec, tv.tv_usec), (2, 0));
+        let tv = timeval(Duration::from_nanos(1));
+        assert_eq!((tv.tv_sec, tv.tv_usec), (0, 1));
+        let tv = timeval(Duration::new(3, 500_000_000));
+        assert_eq!((tv.tv_sec, tv.tv_usec), (3, 500_000));
     }
 }
