@@ -326,9 +326,13 @@ fn fit_descriptor_limit(conns: usize) -> usize {
     }
 }
 
+/// On Windows the suite runs under Wine, whose WSAPoll costs O(registered)
+/// per wait in emulation: 1000 connections took 200 to 600 s there, against
+/// the watchdog's 600. A quarter of them keeps the same re-entrancy mix (the
+/// test is about correctness; speed is for the benchmarks).
 #[cfg(not(unix))]
 fn fit_descriptor_limit(conns: usize) -> usize {
-    conns
+    conns / 4
 }
 
 #[test]
