@@ -389,86 +389,108 @@ impl<B: Backend> EventLoop<B> {
     fn dispatch_io(&mut self, timeout: Option<Duration>) -> Result<()> {
         self.sel.select_slots(timeout)?;
         // Callbacks cannot select (`AlreadyRunning`), so the selector's ready
-        // list stays as it is while this walks it.
+        // list stays as it is while this walks it, in place.
         for i in 0..self.sel.ready_len() {
             // `None` if an earlier callback of this batch unregistered the
             // source (its slot may hold a new source by now, which must not
-            // see the old one's events).
-            let Some((slot, key, mask)) = self.sel.ready_entry_mut(i) else {
+            // see the old one's events), paused it, or modified it to drop
+            // every ready event.
+            let Some((slot, gen, key, mask)) = self.sel.ready_entry_mut(i) else {
                 continue;
             };
-            // Modified by an earlier callback of this batch to drop an event?
-            let Some(mask) = mask.intersection(key.events) else {
-                continue;
-            };
-            let fd = key.fd;
-            let gen = key.data.gen;
             let internal = key.data.internal;
             let Some(mut handler) = key.data.handler.take() else {
                 continue;
             };
-            let token = Token::new(slot, gen);
-            self.current = Some(token);
+            self.current = Some(Token::new(slot, gen));
             self.stats.events_dispatched += 1;
             let started = self.slow_threshold.map(|_| Instant::now());
             let result =
                 panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, slot, gen, mask)));
             self.current = None;
-            let result = match result {
-                Ok(result) => result,
-                Err(panic) => {
-                    self.rebuild = None;
-                    let keep = mem::take(&mut self.keep_source_on_panic) || internal;
-                    match self.sel.key_mut(slot) {
-                        // The loop's own source (a signal's) stays: dropping
-                        // it would lose every later signal. So does one whose
-                        // callback asked for it (`net::serve`'s listener).
-                        Some(key) if keep && key.data.gen == gen => {
-                            key.data.handler = Some(handler);
-                        }
-                        _ => {
-                            // Unregister before the object closes, then unwind.
-                            if self.is_registered(token) {
-                                let _ = self.unregister(token);
-                            }
-                            drop(handler);
-                        }
+            match result {
+                // The hot path: put the handler back, one lookup.
+                Ok(Ok(())) if started.is_none() && self.rebuild.is_none() => {
+                    if let Some(key) = self.sel.live_key_mut(slot, gen) {
+                        key.data.handler = Some(handler);
                     }
-                    panic::resume_unwind(panic);
+                    // Else unregistered by its own callback: the selector no
+                    // longer watches it, so it may close now (dropped here).
                 }
-            };
-            if let Some(started) = started {
-                self.check_slow(started, Some((token, fd)));
-            }
-            let peer = if result.is_err() {
-                handler.peer()
-            } else {
-                None
-            };
-            let rebuild = self.rebuild.take();
-            match self.sel.key_mut(slot) {
-                Some(key) if key.data.gen == gen => {
-                    key.data.handler = Some(match rebuild {
-                        Some(rebuild) => rebuild(handler),
-                        None => handler,
-                    });
-                }
-                // Unregistered by its own callback: the selector no longer
-                // watches it, so it may close now.
-                _ => drop(handler),
-            }
-            if let Err(error) = result {
-                if internal {
-                    // A signal handler's error: no source of the user's to
-                    // name, and none the error policy may drop (the loop's
-                    // own source must go on delivering).
-                    self.report(None, None, None, error);
-                } else {
-                    self.report(Some(token), Some(fd), peer, error);
-                }
+                result => self.after_callback(slot, gen, internal, handler, result, started),
             }
         }
         Ok(())
+    }
+
+    /// The rest of a dispatch, off the hot path: a panic, an error, a
+    /// replaced callback or a slow-callback check.
+    #[cold]
+    #[inline(never)]
+    fn after_callback(
+        &mut self,
+        slot: usize,
+        gen: u64,
+        internal: bool,
+        handler: Box<dyn registry::Handler<B>>,
+        result: std::thread::Result<anyhow::Result<()>>,
+        started: Option<Instant>,
+    ) {
+        let token = Token::new(slot, gen);
+        let fd = handler.fd();
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                self.rebuild = None;
+                let keep = mem::take(&mut self.keep_source_on_panic) || internal;
+                match self.sel.live_key_mut(slot, gen) {
+                    // The loop's own source (a signal's) stays: dropping
+                    // it would lose every later signal. So does one whose
+                    // callback asked for it (`net::serve`'s listener).
+                    Some(key) if keep => {
+                        key.data.handler = Some(handler);
+                    }
+                    _ => {
+                        // Unregister before the object closes, then unwind.
+                        if self.is_registered(token) {
+                            let _ = self.unregister(token);
+                        }
+                        drop(handler);
+                    }
+                }
+                panic::resume_unwind(panic);
+            }
+        };
+        if let Some(started) = started {
+            self.check_slow(started, Some((token, fd)));
+        }
+        let peer = if result.is_err() {
+            handler.peer()
+        } else {
+            None
+        };
+        let rebuild = self.rebuild.take();
+        match self.sel.live_key_mut(slot, gen) {
+            Some(key) => {
+                key.data.handler = Some(match rebuild {
+                    Some(rebuild) => rebuild(handler),
+                    None => handler,
+                });
+            }
+            // Unregistered by its own callback: the selector no longer
+            // watches it, so it may close now.
+            None => drop(handler),
+        }
+        if let Err(error) = result {
+            if internal {
+                // A signal handler's error: no source of the user's to
+                // name, and none the error policy may drop (the loop's
+                // own source must go on delivering).
+                self.report(None, None, None, error);
+            } else {
+                self.report(Some(token), Some(fd), peer, error);
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use super::{EventLoop, IoEvent, Token};
 use crate::sys::LoopFd;
-use crate::{Backend, Error, Interest, RegisterError, Result, Source};
+use crate::{Backend, Error, Fd, Interest, RegisterError, Result, Source};
 
 /// A registered object and its callback, behind one pointer.
 pub(super) trait Handler<B: Backend> {
@@ -41,6 +41,7 @@ pub(super) trait Handler<B: Backend> {
     fn into_obj(self: Box<Self>) -> Box<dyn Any>;
     fn obj_mut(&mut self) -> &mut dyn Any;
     fn peer(&self) -> Option<SocketAddr>;
+    fn fd(&self) -> Fd;
 }
 
 struct Typed<T, C> {
@@ -73,6 +74,10 @@ where
         &mut self.obj
     }
 
+    fn fd(&self) -> Fd {
+        self.obj.fileno()
+    }
+
     fn peer(&self) -> Option<SocketAddr> {
         socket2::SockRef::from(&self.obj)
             .peer_addr()
@@ -84,9 +89,9 @@ where
 /// A replacement for the handler of the source whose callback is running.
 pub(super) type Rebuild<B> = Box<dyn FnOnce(Box<dyn Handler<B>>) -> Box<dyn Handler<B>>>;
 
-/// The selector's data for each source.
+/// The selector's data for each source (its generation is the selector
+/// slot's own).
 pub(super) struct Entry<B: Backend> {
-    pub(super) gen: u64,
     /// The loop's own (signal pipes): not counted by `source_count`, never
     /// named in an error report, never dropped by the error policy.
     pub(super) internal: bool,
@@ -215,7 +220,6 @@ impl<B: Backend> EventLoop<B> {
     {
         let fd = fileobj.fileno();
         let entry = Entry {
-            gen,
             internal,
             handler: Some(Box::new(Typed {
                 obj: fileobj,
@@ -224,7 +228,7 @@ impl<B: Backend> EventLoop<B> {
         };
         let slot = self
             .sel
-            .register_slot(LoopFd(fd), events, entry)
+            .register_slot_gen(LoopFd(fd), events, entry, gen)
             .map_err(|e| {
                 e.map(|(_fd, entry)| unbox(entry.handler.expect("not running").into_obj()))
             })?;
@@ -233,16 +237,16 @@ impl<B: Backend> EventLoop<B> {
     }
 
     fn entry<T: ?Sized>(&self, token: Token<T>) -> Result<&Entry<B>> {
-        match self.sel.key(token.slot) {
-            Some(key) if key.data.gen == token.gen => Ok(&key.data),
-            _ => Err(Error::InvalidToken),
+        match self.sel.live_key(token.slot, token.gen) {
+            Some(key) => Ok(&key.data),
+            None => Err(Error::InvalidToken),
         }
     }
 
     fn entry_mut<T: ?Sized>(&mut self, token: Token<T>) -> Result<&mut Entry<B>> {
-        match self.sel.key_mut(token.slot) {
-            Some(key) if key.data.gen == token.gen => Ok(&mut key.data),
-            _ => Err(Error::InvalidToken),
+        match self.sel.live_key_mut(token.slot, token.gen) {
+            Some(key) => Ok(&mut key.data),
+            None => Err(Error::InvalidToken),
         }
     }
 
@@ -339,11 +343,11 @@ impl<B: Backend> EventLoop<B> {
     /// - [`Error::InvalidToken`] if the source is unregistered;
     /// - [`Error::Io`] if the kernel refuses (the source keeps its old events).
     pub fn modify<T: ?Sized>(&mut self, token: Token<T>, events: Interest) -> Result<()> {
-        match self.sel.key(token.slot) {
+        match self.sel.live_key(token.slot, token.gen) {
             // The common case on a hot path: no change, no second lookup.
-            Some(key) if key.data.gen == token.gen && key.events == events => Ok(()),
-            Some(key) if key.data.gen == token.gen => self.sel.modify_slot(token.slot, events),
-            _ => Err(Error::InvalidToken),
+            Some(key) if key.events == events => Ok(()),
+            Some(_) => self.sel.modify_slot(token.slot, events),
+            None => Err(Error::InvalidToken),
         }
     }
 

@@ -29,7 +29,6 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use crate::Interest;
 
@@ -53,9 +52,6 @@ pub struct Token<T: ?Sized = dyn Any> {
     _type: PhantomData<fn(&T)>,
 }
 
-/// The next generation; starts at 1 so that a zeroed token is never live.
-static NEXT_GEN: AtomicU64 = AtomicU64::new(1);
-
 impl<T: ?Sized> Token<T> {
     pub(crate) fn new(slot: usize, gen: u64) -> Token<T> {
         Token {
@@ -65,9 +61,10 @@ impl<T: ?Sized> Token<T> {
         }
     }
 
-    /// A generation no token has had yet.
+    /// A generation no token (and no selector registration) has had yet:
+    /// the selector's counter, so a token's generation is its slot's.
     pub(crate) fn next_gen() -> u64 {
-        NEXT_GEN.fetch_add(1, AtomicOrdering::Relaxed)
+        crate::selector::next_gen()
     }
 
     /// The same token, without its type: for keeping tokens of different

@@ -36,7 +36,9 @@
 //!   for ready registrations:
 //!   - only tokens currently added; one token may appear more than once (the
 //!     selector merges them) and readiness may exceed the interest (the
-//!     selector masks it);
+//!     selector masks it); a backend that sets `REPORTS_ONCE` promises each
+//!     token at most once, with readiness that meets its interest (a
+//!     hang-up or an error counts as both), and the selector skips the merge;
 //!   - level-triggered: a registration is reported by every wait while it is
 //!     ready (a one-shot kernel API re-arms what it reported);
 //!   - Python's mapping: end of stream, hang-up and a pending socket error
@@ -70,6 +72,12 @@ pub(crate) mod sealed {
     pub trait Ops: Sized + Send + 'static {
         /// A short name for `Debug` output ("epoll", "poll", "select"...).
         const NAME: &'static str;
+
+        /// True if one `wait` reports each registration at most once, with
+        /// readiness that meets its interest (epoll, poll): the selector
+        /// then uses the list as `wait` left it, masking as it reads. False
+        /// (the default) has the selector mask and merge it first.
+        const REPORTS_ONCE: bool = false;
 
         /// Creates the kernel object.
         fn open() -> Result<Self>;

@@ -7,19 +7,28 @@
 //!
 //! 1. the backend's `wait` appends raw `(slot, readiness)` pairs to `ready`;
 //! 2. `select_slots` retries the wait while it returns nothing before the
-//!    deadline (a signal, a spent wake), then masks each pair with the
-//!    key's events and merges duplicates, stamping each reported slot with
-//!    the batch number and its position in `ready`;
+//!    deadline (a signal, a spent wake) and numbers the batch. A backend
+//!    that reports each registration at most once per wait
+//!    ([`REPORTS_ONCE`](super::backend::sealed::Ops::REPORTS_ONCE): epoll,
+//!    poll) leaves its list as it is, raw readiness and all: every reader
+//!    below masks with the key's events as it looks the key up anyway, so a
+//!    second pass would only repeat that lookup. For the others (kqueue
+//!    reports reading and writing apart) the pass masks each pair and merges
+//!    duplicates, marking each reported slot with the batch and its position;
 //! 3. [`Selector::select`] lends `ready` out as [`Ready`];
 //!    [`Selector::select_into`] copies it into the caller's [`Events`], each
 //!    event stamped with its registration's generation, and the event loop
-//!    walks it with `ready_entry_mut`, which the batch stamp keeps from
-//!    handing a new registration an old one's event.
+//!    walks it in place with `ready_entry_mut`: one slab lookup per event,
+//!    which refuses a slot registered since the wait (`born` is this batch),
+//!    so a new registration never gets an old one's event.
 //!
 //! Invariants: a slot's `gen` is unique to its registration (taken from a
 //! process-wide counter), so an `Event` names one registration forever; a
-//! paused slot is not in the backend; every key's `fd` is in the table,
-//! pointing at its slot, and nothing else is.
+//! slot's `born` is the batch number current when it was registered, and
+//! every entry of `ready` names a slot registered before that batch's wait
+//! (or one gone or re-registered since, which the readers skip); a paused
+//! slot is not in the backend; every key's `fd` is in the table, pointing
+//! at its slot, and nothing else is.
 
 use std::fmt;
 use std::io;
@@ -39,17 +48,28 @@ use crate::{Error, Fd, Interest, RegisterError, Result, SelectorKey, Source};
 pub(crate) struct Slot<F, D> {
     pub(crate) key: SelectorKey<F, D>,
     /// This registration's generation: unique in the process.
-    gen: u64,
-    /// The `select` call that last reported this slot, and where in `ready`.
-    batch: u64,
+    pub(crate) gen: u64,
+    /// The batch (`select` call) current when this slot was registered:
+    /// that batch's events predate it.
+    born: u64,
+    /// Merging backends only: the batch that last reported this slot, and
+    /// where in `ready`.
+    seen: u64,
     pos: u32,
     /// Taken out of the backend for now (the event loop's `pause`).
     paused: bool,
 }
 
-/// The generation of the next registration, in any selector: an [`Event`]
-/// from one selector never names a registration of another.
+/// The generation of the next registration, in any selector (and of the
+/// next event-loop source, which is one): an [`Event`] or a token from one
+/// selector never names a registration of another. Starts at 1, so a zeroed
+/// stamp is never live.
 static NEXT_GEN: AtomicU64 = AtomicU64::new(1);
+
+/// A generation no registration has had yet.
+pub(crate) fn next_gen() -> u64 {
+    NEXT_GEN.fetch_add(1, Ordering::Relaxed)
+}
 
 /// A selector over backend `B`, owning objects of type `F` registered with data `D`.
 ///
@@ -122,6 +142,19 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         events: Interest,
         data: D,
     ) -> Result<usize, RegisterError<(F, D)>> {
+        self.register_slot_gen(fileobj, events, data, next_gen())
+    }
+
+    /// [`register_slot`](Self::register_slot) with a generation from
+    /// [`next_gen`] the caller took beforehand (the event loop hands a
+    /// callback its own token before it is registered).
+    pub(crate) fn register_slot_gen(
+        &mut self,
+        fileobj: F,
+        events: Interest,
+        data: D,
+        gen: u64,
+    ) -> Result<usize, RegisterError<(F, D)>> {
         let fd = fileobj.fileno();
         let checked = match self.backend.as_mut() {
             None => Err(Error::Closed),
@@ -147,8 +180,9 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
                 events,
                 data,
             },
-            gen: NEXT_GEN.fetch_add(1, Ordering::Relaxed),
-            batch: 0,
+            gen,
+            born: self.batch,
+            seen: 0,
             pos: 0,
             paused: false,
         });
@@ -217,7 +251,14 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
                 (Some(_), None) => {}
             }
         }
-        self.batch = self.batch.wrapping_add(1);
+        self.batch += 1;
+        if B::REPORTS_ONCE {
+            debug_assert!(self.ready.iter().all(|&(token, raw)| self
+                .slots
+                .get(token)
+                .is_some_and(|s| raw.intersection(s.key.events).is_some())));
+            return Ok(());
+        }
         let mut kept = 0;
         for i in 0..self.ready.len() {
             let (token, raw) = self.ready[i];
@@ -227,11 +268,11 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
             let Some(mask) = raw.intersection(slot.key.events) else {
                 continue;
             };
-            if slot.batch == self.batch {
+            if slot.seen == self.batch {
                 let seen = &mut self.ready[slot.pos as usize].1;
                 *seen = *seen | mask;
             } else {
-                slot.batch = self.batch;
+                slot.seen = self.batch;
                 slot.pos = kept as u32;
                 self.ready[kept] = (token, mask);
                 kept += 1;
@@ -374,20 +415,41 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         self.ready.len()
     }
 
-    /// Entry `i` of the last `select_slots` as `(slot, key, mask)`, unless
-    /// that key has been unregistered since: then `None`, even if a new key
-    /// took its slot (a new key was not reported by that select); `None`
-    /// too if it has been paused since.
+    /// Entry `i` of the last `select_slots` as `(slot, generation, key,
+    /// mask)`, the mask within the key's events as they are now. `None` if
+    /// that key has been unregistered since, even if a new key took its
+    /// slot (registered after the wait: `born` is this batch); `None` too
+    /// if it has been paused since, or modified to drop every ready event.
+    #[inline]
     pub(crate) fn ready_entry_mut(
         &mut self,
         i: usize,
-    ) -> Option<(usize, &mut SelectorKey<F, D>, Interest)> {
-        let (slot, mask) = *self.ready.get(i)?;
+    ) -> Option<(usize, u64, &mut SelectorKey<F, D>, Interest)> {
+        let (slot, raw) = *self.ready.get(i)?;
         let entry = self.slots.get_mut(slot)?;
-        if entry.batch != self.batch || entry.pos as usize != i || entry.paused {
+        if entry.born == self.batch || entry.paused {
             return None;
         }
-        Some((slot, &mut entry.key, mask))
+        let mask = raw.intersection(entry.key.events)?;
+        Some((slot, entry.gen, &mut entry.key, mask))
+    }
+
+    /// The key in `slot` if it is still the registration of generation `gen`.
+    #[inline]
+    pub(crate) fn live_key_mut(&mut self, slot: usize, gen: u64) -> Option<&mut SelectorKey<F, D>> {
+        match self.slots.get_mut(slot) {
+            Some(s) if s.gen == gen => Some(&mut s.key),
+            _ => None,
+        }
+    }
+
+    /// The key in `slot` if it is still the registration of generation `gen`.
+    #[inline]
+    pub(crate) fn live_key(&self, slot: usize, gen: u64) -> Option<&SelectorKey<F, D>> {
+        match self.slots.get(slot) {
+            Some(s) if s.gen == gen => Some(&s.key),
+            _ => None,
+        }
     }
 
     /// The slot the next registration will take.
@@ -442,10 +504,17 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
         events.clear();
         self.select_slots(timeout)?;
         let slots = &self.slots;
-        events.list.extend(self.ready.iter().map(|&(slot, mask)| {
-            let s = &slots[slot];
-            Event::new(s.key.fd, mask, slot, s.gen)
-        }));
+        events
+            .list
+            .extend(self.ready.iter().filter_map(|&(slot, raw)| {
+                let s = &slots[slot];
+                Some(Event::new(
+                    s.key.fd,
+                    raw.intersection(s.key.events)?,
+                    slot,
+                    s.gen,
+                ))
+            }));
         Ok(events.len())
     }
 

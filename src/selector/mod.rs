@@ -164,6 +164,8 @@ mod waker;
 
 pub use self::any_source::AnySource;
 pub use self::backend::Backend;
+#[cfg(feature = "event-loop")]
+pub(crate) use self::base::next_gen;
 pub use self::base::BaseSelector;
 pub use self::native::NativeBackend;
 pub use self::poll::PollBackend;

@@ -69,6 +69,9 @@ impl Notify for Poller {
 
 impl Ops for NativeBackend {
     const NAME: &'static str = NATIVE_NAME;
+    // epoll: one event per registered descriptor. kqueue reports reading and
+    // writing as two events, and IOCP and event ports are left to the merge.
+    const REPORTS_ONCE: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
     fn open() -> Result<Self> {
         Ok(NativeBackend::with_mode(true)?)

@@ -44,6 +44,8 @@ impl Notify for WakePipe {
 
 impl Ops for PollBackend {
     const NAME: &'static str = if cfg!(windows) { "WSAPoll" } else { "poll" };
+    // One pollfd per registration; POLLHUP/POLLERR count as both.
+    const REPORTS_ONCE: bool = true;
 
     fn open() -> Result<Self> {
         let wake = WakePipe::new()?;

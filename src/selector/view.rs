@@ -27,8 +27,12 @@ impl<'a, F, D> Iterator for Ready<'a, F, D> {
     type Item = (&'a SelectorKey<F, D>, Interest);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let &(token, mask) = self.iter.next()?;
-        Some((&self.slots[token].key, mask))
+        let &(token, raw) = self.iter.next()?;
+        let key = &self.slots[token].key;
+        // Raw readiness from a backend that reports each key once (see
+        // `base.rs`); the backend contract makes the intersection non-empty.
+        let mask = raw.intersection(key.events).unwrap_or(raw);
+        Some((key, mask))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -41,7 +45,10 @@ impl<F, D> ExactSizeIterator for Ready<'_, F, D> {}
 impl<F, D> fmt::Debug for Ready<'_, F, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.iter.clone().map(|&(t, m)| (self.slots[t].key.fd, m)))
+            .entries(self.iter.clone().map(|&(t, m)| {
+                let key = &self.slots[t].key;
+                (key.fd, m.intersection(key.events).unwrap_or(m))
+            }))
             .finish()
     }
 }
