@@ -39,6 +39,14 @@
 //!   registered events; the map, `get_key` and the key's data agree with the
 //!   model; a closed selector answers `Closed`.
 //!
+//! One exception: `IocpSelector` (the `polling` crate's IOCP backend on
+//! Windows) emulates level triggering with AFD poll completions, and a
+//! completion queued before a read can still be reported after it (seen
+//! under Wine: readable after the peer's only byte was drained). That is a
+//! spurious readiness, which Python's selectors allow and every caller
+//! handles (a read says `WouldBlock`), so on that backend the "must not"s
+//! are not asserted; everything else is.
+//!
 //! Timing: Unix sockets change state within the acting call, so a zero
 //! timeout must show every "must". A TCP peer's bytes, end of stream or reset
 //! travel through loopback, so for a TCP "must" the test selects again with
@@ -653,6 +661,8 @@ impl<B: Backend> World<B> {
 
     /// One select (more for TCP "musts" still in flight) against the model.
     fn check(&mut self) -> Result<(), String> {
+        // Spurious readiness is possible on IOCP (module docs).
+        let exact = !(cfg!(windows) && self.sel.backend_name() == "IOCP");
         // (fd, pair, registered, must, must_not) of every registered pair.
         let mut want = Vec::new();
         for (i, pair) in self.pairs.iter().enumerate() {
@@ -663,7 +673,9 @@ impl<B: Backend> World<B> {
                     i,
                     reg,
                     must.and_then(|m| m.intersection(reg)),
-                    must_not.and_then(|m| m.intersection(reg)),
+                    must_not
+                        .and_then(|m| m.intersection(reg))
+                        .filter(|_| exact),
                 ));
             }
         }
