@@ -673,9 +673,7 @@ impl<B: Backend> World<B> {
                     i,
                     reg,
                     must.and_then(|m| m.intersection(reg)),
-                    must_not
-                        .and_then(|m| m.intersection(reg))
-                        .filter(|_| exact),
+                    must_not.and_then(|m| m.intersection(reg)).filter(|_| exact),
                 ));
             }
         }

@@ -318,7 +318,10 @@ impl<B: Backend> EventLoop<B> {
                 return Ok(());
             }
             lp.iterate(None)?;
-            if lp.remote.stop.swap(false, Ordering::AcqRel) {
+            // A plain load first: no atomic read-modify-write per iteration.
+            if lp.remote.stop.load(Ordering::Relaxed)
+                && lp.remote.stop.swap(false, Ordering::AcqRel)
+            {
                 return Ok(());
             }
         })
@@ -365,6 +368,19 @@ impl<B: Backend> EventLoop<B> {
         };
         let queued = self.ready.len();
         self.dispatch_io(timeout)?;
+        if self.ready.len() == queued && self.from_io.is_empty() {
+            // Nothing scheduled by the I/O callbacks (the common case): no
+            // queue to set aside.
+            self.queue_due_timers();
+            self.collect_remote();
+            for _ in 0..self.ready.len() {
+                let Some(item) = self.ready.pop_front() else {
+                    break;
+                };
+                self.run_scheduled(item);
+            }
+            return Ok(());
+        }
         // What the I/O callbacks just scheduled runs on the next iteration, as
         // `call_soon` promises (and asyncio does): set it aside for now.
         let mut from_io = mem::take(&mut self.from_io);

@@ -224,9 +224,15 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     pub(crate) fn select_slots(&mut self, timeout: Option<Duration>) -> Result<()> {
         let backend = self.backend.as_mut().ok_or(Error::Closed)?;
         self.ready.clear();
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // The deadline is only needed if a wait comes back empty-handed
+        // early (a signal, a spent wake): not read from the clock before.
+        let mut deadline: Option<Option<Instant>> = None;
         let mut remaining = timeout;
         loop {
+            let started = match (deadline, timeout) {
+                (None, Some(t)) if !t.is_zero() => Some(Instant::now()),
+                _ => None,
+            };
             match backend.wait(remaining, &mut self.ready) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -238,17 +244,21 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
             if !self.ready.is_empty() || woken {
                 break;
             }
-            match (timeout, deadline) {
-                (None, _) => {}
-                (Some(_), Some(deadline)) => {
+            let Some(t) = timeout else {
+                continue; // no limit: wait on
+            };
+            let deadline = *deadline.get_or_insert_with(|| started.and_then(|s| s.checked_add(t)));
+            match deadline {
+                Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         break;
                     }
                     remaining = Some(deadline - now);
                 }
-                // A timeout too large for `Instant` to represent: wait on.
-                (Some(_), None) => {}
+                // A zero timeout is spent; one too large for `Instant`: wait on.
+                None if t.is_zero() => break,
+                None => {}
             }
         }
         self.batch += 1;

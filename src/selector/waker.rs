@@ -63,7 +63,9 @@ impl WakeState {
 
     /// True if a wake arrived since the last call; clears it.
     pub(crate) fn take_pending(&self) -> bool {
-        self.pending.swap(false, Ordering::AcqRel)
+        // A plain load first: no atomic read-modify-write per wait while
+        // nobody wakes the selector.
+        self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::AcqRel)
     }
 }
 
