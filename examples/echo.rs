@@ -65,6 +65,9 @@ struct Conn {
     upper: bool,
     /// The peer closed its sending side: finish sending, then close.
     eof: bool,
+    /// Registered for EVENT_WRITE (data is waiting for the peer) rather
+    /// than EVENT_READ.
+    writing: bool,
 }
 
 impl Conn {
@@ -84,14 +87,17 @@ impl Conn {
             // Everything echoed: close our side too, then forget the socket.
             let _ = stream.shutdown(Shutdown::Write);
             lp.unregister(me)?;
-        } else {
-            // Level-triggered: modify() only reaches the kernel on a change.
+        } else if self.unsent.is_empty() == self.writing {
+            // Backpressure, level-triggered: wait for writability while data
+            // is pending (reading nothing meanwhile), else for input. Only
+            // a change of state costs a call (and a syscall).
+            self.writing = !self.writing;
             lp.modify(
                 me,
-                if self.unsent.is_empty() {
-                    EVENT_READ
-                } else {
+                if self.writing {
                     EVENT_WRITE
+                } else {
+                    EVENT_READ
                 },
             )?;
         }
@@ -148,6 +154,7 @@ fn on_accept(
         unsent: Vec::new(),
         upper,
         eof: false,
+        writing: false,
     };
     lp.register(stream, EVENT_READ, move |lp, stream: &mut TcpStream, ev| {
         conn.on_ready(lp, stream, ev)

@@ -127,7 +127,11 @@ impl Ops for NativeBackend {
     ) -> io::Result<()> {
         // Room for every registration (as Python's `max_ev`), plus the poller's own wake-up.
         let room = self.registered + 1;
-        if self.events.capacity().get() < room {
+        let capacity = self.events.capacity().get();
+        if capacity < room {
+            // Geometric growth: registrations added one by one reallocate
+            // the buffer O(log n) times, not on every wait.
+            let room = room.max(capacity * 2);
             self.events = Events::with_capacity(NonZeroUsize::new(room).expect("non-zero"));
         }
         self.events.clear();
