@@ -109,6 +109,12 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch of 50 ready sources");
     group.throughput(Throughput::Elements(SOURCES as u64));
     raw_polling(&mut group);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use selectloop::selector::EpollBackend;
+        selector::<EpollBackend>(&mut group, "EpollSelector::select");
+        event_loop::<EpollBackend>(&mut group, "EventLoop<EpollBackend>::run_once");
+    }
     selector::<NativeBackend>(&mut group, "NativeSelector::select");
     event_loop::<NativeBackend>(&mut group, "EventLoop<NativeBackend>::run_once");
     selector::<PollBackend>(&mut group, "PollSelector::select");

@@ -22,8 +22,9 @@
 //!   design: that is what the tutorial shows before multiplexing.
 //! - `--model select` / `poll` / `epoll`: the crate's `SelectSelector`
 //!   (select(2), descriptors below `FD_SETSIZE` only) / `PollSelector`
-//!   (poll(2), `WSAPoll` on Windows) / `NativeSelector` (epoll on Linux,
-//!   kqueue on macOS and the BSDs, IOCP on Windows) used directly, without
+//!   (poll(2), `WSAPoll` on Windows) / `EpollSelector` on Linux (epoll
+//!   driven directly), `NativeSelector` elsewhere (kqueue on macOS and the
+//!   BSDs, IOCP on Windows) used directly, without
 //!   the event loop: each connection has a queue of replies and is watched
 //!   for EVENT_WRITE only while its queue is not empty (seed 5's "queued
 //!   echo"). `select` exits with an error on Windows, where the crate has no
@@ -92,8 +93,8 @@ The upper-case echo server, served by the I/O model MODEL:
   select       SelectSelector (select(2), descriptors < FD_SETSIZE); Unix
                only: on Windows this model exits with an error
   poll         PollSelector (poll(2); WSAPoll on Windows)
-  epoll        NativeSelector: epoll on Linux, kqueue on macOS/BSD, and
-               IOCP on Windows
+  epoll        EpollSelector on Linux/Android; NativeSelector (kqueue on
+               macOS/BSD, IOCP on Windows) elsewhere
   loop         the EventLoop
 
   --addr HOST:PORT  where to listen (default 127.0.0.1:9999; port 0 picks one)
@@ -732,7 +733,12 @@ fn main() -> anyhow::Result<()> {
             unreachable!("refused above");
         }
         Model::Poll => direct::run::<selectloop::selector::PollBackend>(listener),
-        Model::Epoll => direct::run::<selectloop::selector::NativeBackend>(listener),
+        Model::Epoll => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            return direct::run::<selectloop::selector::EpollBackend>(listener);
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            direct::run::<selectloop::selector::NativeBackend>(listener)
+        }
         Model::Loop => run_loop(listener),
     }
 }

@@ -124,12 +124,21 @@ cfg_if::cfg_if! {
         pub type DefaultSelector<F = AnySource, D = ()> = PollSelector<F, D>;
         /// The backend of [`DefaultSelector`], and of `EventLoop` by default.
         pub type DefaultBackend = selector::PollBackend;
+    } else if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        /// The platform's best selector: epoll on Linux/Android, kqueue on
+        /// macOS/iOS/BSD, `WSAPoll` ([`PollSelector`]) on Windows.
+        ///
+        /// This build uses [`EpollSelector`]: epoll driven directly, one
+        /// system call per wait.
+        pub type DefaultSelector<F = AnySource, D = ()> = EpollSelector<F, D>;
+        /// The backend of [`DefaultSelector`], and of `EventLoop` by default.
+        pub type DefaultBackend = selector::EpollBackend;
     } else {
         /// The platform's best selector: epoll on Linux/Android, kqueue on
         /// macOS/iOS/BSD, `WSAPoll` ([`PollSelector`]) on Windows.
         ///
-        /// This build uses [`NativeSelector`] (epoll or kqueue; event ports
-        /// on illumos/Solaris, poll(2) elsewhere).
+        /// This build uses [`NativeSelector`] (kqueue; event ports on
+        /// illumos/Solaris, poll(2) elsewhere).
         pub type DefaultSelector<F = AnySource, D = ()> = NativeSelector<F, D>;
         /// The backend of [`DefaultSelector`], and of `EventLoop` by default.
         pub type DefaultBackend = selector::NativeBackend;

@@ -48,11 +48,15 @@ mod unix {
 
     pub fn main() {
         let baseline = open_fds();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        selector_case::<selectloop::selector::EpollBackend>(&baseline);
         selector_case::<NativeBackend>(&baseline);
         selector_case::<PollBackend>(&baseline);
         selector_case::<SelectBackend>(&baseline);
         #[cfg(all(feature = "event-loop", feature = "signals"))]
         {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            event_loop::case::<selectloop::selector::EpollBackend>(&baseline);
             event_loop::case::<NativeBackend>(&baseline);
             event_loop::case::<PollBackend>(&baseline);
             event_loop::case::<SelectBackend>(&baseline);

@@ -6,7 +6,8 @@
 //! with other tests on libtest's threads. Unix only: `RLIMIT_NOFILE` and
 //! `FD_SETSIZE` are Unix notions (`WSAPoll` has no descriptor limit).
 //!
-//! - `NativeSelector` and `PollSelector` (CPython: Epoll/Kqueue/Poll): with
+//! - `EpollSelector` (Linux/Android), `NativeSelector` and `PollSelector`
+//!   (CPython: Epoll/Kqueue/Poll): with
 //!   the soft limit raised to the hard one, register `min(limit, 2^16) - 32`
 //!   descriptors as socket pairs (read end for `EVENT_READ`, write end for
 //!   `EVENT_WRITE`); `select` must report every write end writable, and
@@ -241,6 +242,11 @@ mod unix {
             return;
         }
         println!("fd_setsize: RLIMIT_NOFILE {soft} (hard {hard}), FD_SETSIZE {FD_SETSIZE}");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        report(
+            "epoll::test_above_fd_setsize",
+            test_above_fd_setsize::<selectloop::selector::EpollBackend>(limit),
+        );
         report(
             "native::test_above_fd_setsize",
             test_above_fd_setsize::<NativeBackend>(limit),

@@ -824,6 +824,13 @@ fn model<B: Backend>() {
     }
 }
 
+/// epoll driven directly (`EpollSelector`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn epoll() {
+    model::<selectloop::selector::EpollBackend>();
+}
+
 #[test]
 fn native() {
     model::<NativeBackend>();

@@ -214,6 +214,8 @@ mod unix {
     }
 
     pub fn main() {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        run::<selectloop::selector::EpollBackend>("epoll");
         run::<NativeBackend>("polling");
         run::<PollBackend>("poll");
         run::<SelectBackend>("select");

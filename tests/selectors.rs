@@ -2,9 +2,10 @@
 //! every backend.
 //!
 //! Each test is one generic body, `fn test_xxx<B: Backend>()`, instantiated
-//! once per backend by `backends!` at the bottom: modules `native`
-//! ([`NativeSelector`](selectloop::NativeSelector): epoll here, kqueue on
-//! macOS/BSD, IOCP on Windows), `poll` (poll(2) / `WSAPoll`), `select`
+//! once per backend by `backends!` at the bottom: modules `epoll`
+//! (`EpollSelector`, epoll driven directly, Linux/Android), `native`
+//! ([`NativeSelector`](selectloop::NativeSelector): epoll through `polling`
+//! here, kqueue on macOS/BSD, IOCP on Windows), `poll` (poll(2) / `WSAPoll`), `select`
 //! (select(2), Unix only) and `default` (whatever `DefaultSelector` is in this
 //! build), so test names read `poll::test_register`. Names starting with
 //! `test_` are CPython's; `extra_` tests check promises CPython has no test for.
@@ -52,7 +53,7 @@
 //!
 //! | CPython test | here |
 //! |---|---|
-//! | `test_above_fd_setsize` | ported in `tests/fd_setsize.rs` (`harness = false`, Unix): `NativeSelector` and `PollSelector` watch up to `RLIMIT_NOFILE` descriptors and report all writers; `SelectSelector` refuses a descriptor at or above `FD_SETSIZE` with `FdTooLarge`, leaving nothing half-registered and handing the socket back, still working. |
+//! | `test_above_fd_setsize` | ported in `tests/fd_setsize.rs` (`harness = false`, Unix): `EpollSelector` (Linux/Android), `NativeSelector` and `PollSelector` watch up to `RLIMIT_NOFILE` descriptors and report all writers; `SelectSelector` refuses a descriptor at or above `FD_SETSIZE` with `FdTooLarge`, leaving nothing half-registered and handing the socket back, still working. |
 //!
 //! Per-selector classes and their own tests:
 //!
@@ -61,8 +62,8 @@
 //! | `DefaultSelectorTestCase` | module `default` |
 //! | `SelectSelectorTestCase` | module `select` (Unix) |
 //! | `PollSelectorTestCase` | module `poll` (`WSAPoll` on Windows) |
-//! | `EpollSelectorTestCase` | module `native` on Linux/Android |
-//! | `EpollSelectorTestCase.test_register_file` | ported: `native::test_register_file` (Linux/Android): a regular file is refused with `Error::Io` (`EPERM`), handed back still open, and nothing is left registered |
+//! | `EpollSelectorTestCase` | module `epoll` (direct) and module `native` (through `polling`) on Linux/Android |
+//! | `EpollSelectorTestCase.test_register_file` | ported: `epoll::test_register_file` and `native::test_register_file` (Linux/Android): a regular file is refused with `Error::Io` (`EPERM`), handed back still open, and nothing is left registered |
 //! | `KqueueSelectorTestCase` | module `native` on macOS/BSD |
 //! | `KqueueSelectorTestCase.test_register_bad_fd` | not applicable: a closed descriptor cannot be registered without `unsafe` (a `Source` is `AsFd`, which guarantees an open descriptor; faking one breaks I/O safety) |
 //! | `KqueueSelectorTestCase.test_empty_select_timeout` | ported for every backend (nothing registered, `select(Some(1s))` takes 1 s) |
@@ -1526,6 +1527,8 @@ backends! {
         extra_select_into_timeout,
         extra_select_into_woken,
     ];
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    mod epoll = selectloop::selector::EpollBackend { test_register_file };
     mod native = selectloop::selector::NativeBackend {
         #[cfg(any(target_os = "linux", target_os = "android"))] test_register_file
     };

@@ -145,8 +145,8 @@ pub(crate) mod sealed {
 }
 
 /// A kernel interface a [`BaseSelector`](super::BaseSelector) can drive:
-/// [`NativeBackend`](super::NativeBackend), [`PollBackend`](super::PollBackend)
-/// or `SelectBackend` (Unix).
+/// `EpollBackend` (Linux/Android), [`NativeBackend`](super::NativeBackend),
+/// [`PollBackend`](super::PollBackend) or `SelectBackend` (Unix).
 ///
 /// The trait is sealed. Its contract, which every backend meets and the
 /// shared test suite checks (`src/selector/backend.rs` states it in full):

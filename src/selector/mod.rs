@@ -121,17 +121,22 @@
 //!
 //! | type | mechanism | platforms |
 //! |---|---|---|
-//! | [`NativeSelector`] (`EpollSelector`, `KqueueSelector`, `IocpSelector`) | the `polling` crate: epoll, kqueue, IOCP, event ports | all |
+//! | `EpollSelector` (`EpollBackend`) | epoll(7) directly: one system call per wait | Linux, Android |
+//! | [`NativeSelector`] (`KqueueSelector`, `IocpSelector`) | the `polling` crate: epoll, kqueue, IOCP, event ports | all |
 //! | [`PollSelector`] | poll(2); `WSAPoll` on Windows | all |
 //! | `SelectSelector` | select(2); descriptors below `FD_SETSIZE` only | Unix |
 //!
-//! `EpollSelector` exists on Linux and Android, `KqueueSelector` on macOS,
-//! iOS, tvOS, watchOS, visionOS, FreeBSD, NetBSD, OpenBSD and DragonFly, and
-//! `IocpSelector` on Windows: each is [`NativeSelector`] under the name of
-//! its mechanism. `PollingSelector`, the name of [`NativeSelector`] in 0.1,
-//! remains as a deprecated alias.
+//! `EpollSelector` exists on Linux and Android: it drives epoll itself
+//! (one `epoll_wait` per wait, `epoll_pwait2` for sub-millisecond
+//! timeouts; the waker is an eventfd in the same set, read only when it
+//! fired), where `polling`'s epoll poller makes five system calls per wait.
+//! [`NativeSelector`] remains there too, as `"epoll (polling)"`.
+//! `KqueueSelector` exists on macOS, iOS, tvOS, watchOS, visionOS, FreeBSD,
+//! NetBSD, OpenBSD and DragonFly, and `IocpSelector` on Windows: each is
+//! [`NativeSelector`] under the name of its mechanism. `PollingSelector`, the
+//! name of [`NativeSelector`] in 0.1, remains as a deprecated alias.
 //!
-//! [`DefaultSelector`](crate::DefaultSelector) is epoll on Linux and Android, kqueue on macOS, iOS
+//! [`DefaultSelector`](crate::DefaultSelector) is `EpollSelector` on Linux and Android, kqueue on macOS, iOS
 //! and the BSDs, and **`WSAPoll` on Windows**. On Windows this follows the
 //! project's choice of a plain readiness API whose behaviour matches Python's
 //! `selectors.DefaultSelector` (which is `SelectSelector` there) without its
@@ -145,7 +150,7 @@
 //! meets in `backend.rs`; [`Waker`] in `waker.rs`; [`Ready`], [`Events`],
 //! [`Event`] and [`SelectorMap`] in `view.rs`; the descriptor-indexed table
 //! `get_key` uses in `fd_table.rs`; and one file per backend (`native.rs`,
-//! `poll.rs`, `select.rs`).
+//! `poll.rs`, `select.rs`, and `epoll.rs` on Linux/Android).
 
 use std::time::Duration;
 
@@ -154,6 +159,8 @@ use crate::{Fd, Interest, RegisterError, Result, SelectorKey, Source};
 mod any_source;
 mod backend;
 mod base;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod epoll;
 mod fd_table;
 mod native;
 mod poll;
@@ -167,6 +174,8 @@ pub use self::backend::Backend;
 #[cfg(feature = "event-loop")]
 pub(crate) use self::base::next_gen;
 pub use self::base::BaseSelector;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use self::epoll::EpollBackend;
 pub use self::native::NativeBackend;
 pub use self::poll::PollBackend;
 #[cfg(unix)]
@@ -182,8 +191,10 @@ pub use self::platform::*;
 /// Linux/Android, kqueue on macOS/iOS/BSD, IOCP on Windows, event ports
 /// (re-armed after each event, as level mode is missing there) on illumos.
 ///
-/// Also known by its mechanism's name: `EpollSelector`, `KqueueSelector`,
-/// `IocpSelector`.
+/// Also known by its mechanism's name: `KqueueSelector`, `IocpSelector`.
+/// On Linux and Android, `EpollSelector` is [`EpollBackend`]'s selector
+/// instead, which drives epoll directly (one system call per wait where
+/// `polling` makes five); this one names itself `"epoll (polling)"` there.
 pub type NativeSelector<F = AnySource, D = ()> = BaseSelector<NativeBackend, F, D>;
 
 /// The name of [`NativeSelector`] in 0.1.
@@ -210,18 +221,22 @@ pub type PollSelector<F = AnySource, D = ()> = BaseSelector<PollBackend, F, D>;
 #[cfg(unix)]
 pub type SelectSelector<F = AnySource, D = ()> = BaseSelector<SelectBackend, F, D>;
 
-/// [`NativeSelector`] under the name of this platform's mechanism, and the
-/// name [`NativeBackend`] reports. The one place that lists which platform
-/// has which; `lib.rs` re-exports it whole.
+/// The selector named after this platform's mechanism ([`NativeSelector`]
+/// under another name, except on Linux/Android where `EpollSelector` is
+/// [`EpollBackend`]'s), and the name [`NativeBackend`] reports. The one
+/// place that lists which platform has which; `lib.rs` re-exports it whole.
 pub(crate) mod platform {
     #[allow(unused_imports)] // not every platform has an alias
-    use super::{AnySource, NativeSelector};
+    use super::{AnySource, BaseSelector, NativeSelector};
 
     cfg_if::cfg_if! {
         if #[cfg(any(target_os = "linux", target_os = "android"))] {
-            /// epoll(7), through the `polling` crate: [`NativeSelector`] on Linux and Android.
-            pub type EpollSelector<F = AnySource, D = ()> = NativeSelector<F, D>;
-            pub(crate) const NATIVE_NAME: &str = "epoll";
+            /// epoll(7), driven directly ([`EpollBackend`](super::EpollBackend)):
+            /// one system call per wait. The default on Linux and Android.
+            pub type EpollSelector<F = AnySource, D = ()> = BaseSelector<super::EpollBackend, F, D>;
+            /// [`NativeSelector`] is epoll through the `polling` crate here;
+            /// the name tells it from [`EpollSelector`].
+            pub(crate) const NATIVE_NAME: &str = "epoll (polling)";
         } else if #[cfg(any(
             target_os = "macos",
             target_os = "ios",

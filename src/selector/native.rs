@@ -241,8 +241,9 @@ mod tests {
 
     #[test]
     fn named_after_the_mechanism() {
+        // "epoll" alone is the direct EpollBackend's name on Linux/Android.
         let expected = if cfg!(any(target_os = "linux", target_os = "android")) {
-            "epoll"
+            "epoll (polling)"
         } else if cfg!(windows) {
             "IOCP"
         } else {
