@@ -193,6 +193,8 @@ impl EpollBackend {
 
 impl Ops for EpollBackend {
     const NAME: &'static str = "epoll";
+    // One epoll_event per ready descriptor; hang-up and error are both.
+    const REPORTS_ONCE: bool = true;
 
     fn open() -> Result<Self> {
         let epoll = epoll::create(CreateFlags::CLOEXEC).map_err(io::Error::from)?;
