@@ -75,12 +75,19 @@ impl<B: Backend> EventLoop<B> {
     }
 
     /// Moves what other threads sent to the FIFO queue.
+    #[inline]
     pub(super) fn collect_remote(&mut self) {
-        // A plain load first: no atomic read-modify-write per iteration
-        // while nothing comes from other threads.
-        if self.remote.pending.load(Ordering::Relaxed)
-            && self.remote.pending.swap(false, Ordering::AcqRel)
-        {
+        // A plain load first: no atomic read-modify-write (and no call) per
+        // iteration while nothing comes from other threads.
+        if self.remote.pending.load(Ordering::Relaxed) {
+            self.collect_remote_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn collect_remote_slow(&mut self) {
+        if self.remote.pending.swap(false, Ordering::AcqRel) {
             let mut queue = self.remote.queue.lock().unwrap_or_else(|e| e.into_inner());
             self.ready.extend(queue.drain(..).map(Scheduled::Remote));
         }

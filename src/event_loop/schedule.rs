@@ -246,10 +246,15 @@ impl<B: Backend> EventLoop<B> {
     }
 
     /// Moves the timers due now to the FIFO queue.
+    #[inline]
     pub(super) fn queue_due_timers(&mut self) {
-        if self.timers.is_empty() {
-            return;
+        if !self.timers.is_empty() {
+            self.queue_due_timers_slow();
         }
+    }
+
+    #[inline(never)]
+    fn queue_due_timers_slow(&mut self) {
         let now = Instant::now();
         while self.timers.peek().is_some_and(|t| t.deadline <= now) {
             let timer = self.timers.pop().expect("peeked");
