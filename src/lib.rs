@@ -45,6 +45,7 @@
 //! | Python's semantics on every backend: end of stream, hang-up and errors readable; hang-up and errors writable; only registered keys, masks within their events | `model.rs` (proptest state machine, 10,000 cases per backend in `.ci/run`), `selectors.rs` (CPython's `test_selectors` ported) |
 //! | select(2) reports a hang-up as writable, even with a full send buffer | `selectors.rs::extra_hangup_with_full_send_buffer_is_writable`, `extra_write_only_with_unread_input_waits_then_sees_hangup` |
 //! | a signal never cuts a wait short (PEP 475) | `select_interrupt.rs` |
+//! | epoll (Linux): a sub-millisecond timeout waits at least that long and never spins; a consumed wake never cuts the next wait short; the waker is never reported; a refused registration leaves nothing behind | `selector::epoll` unit tests (`a_sub_millisecond_timeout_waits_and_does_not_spin`, `a_notify_is_consumed_and_the_next_wait_runs_to_its_timeout`, `the_wakers_token_is_never_reported`, `a_refused_registration_leaves_nothing_behind`) |
 //! | a failed `register` hands the object back | `selectors.rs::extra_register_error_hands_back_*`, `fd_setsize.rs` |
 //! | no stale event reaches a new registration in a reused slot or descriptor | `selectors.rs::extra_select_into_no_stale_event_for_a_reused_descriptor`, `event_loop.rs::new_source_reusing_fd_and_slot_never_gets_stale_events`, `reentrancy_stress.rs` |
 //! | a token's type is checked by the compiler | `compile_fail` doctests of `EventLoop::take` and `set_callback` |
