@@ -312,11 +312,13 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
     /// selector. This makes no such call: the registered objects are
     /// dropped (closing the child's copies leaves the parent's
     /// registrations alone, since the parent still holds its own), and the
-    /// kernel object is released without touching its registrations (on
-    /// epoll, by pointing the child's descriptor at a private placeholder
-    /// before the `polling` poller is dropped; kqueue and event ports are
-    /// not inherited by a child, so there the poller is leaked instead of
-    /// dropped). Wake pipes (poll, select) are simply closed.
+    /// kernel object is released without touching its registrations
+    /// (`EpollBackend` just closes its epoll descriptor and eventfd; for
+    /// epoll through `polling`, the child's descriptor is first pointed at
+    /// a private placeholder, since the poller's drop deletes its own
+    /// descriptors from the set; kqueue and event ports are not inherited
+    /// by a child, so there the poller is leaked instead of dropped). Wake
+    /// pipes (poll, select) are simply closed.
     ///
     /// [`Waker`]s of this selector still alive in the child keep the
     /// wake-up descriptor open until they are dropped, and a wake through
