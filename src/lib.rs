@@ -78,6 +78,9 @@ mod key;
 pub mod net;
 pub mod selector;
 mod sys;
+#[cfg(feature = "transport")]
+#[cfg_attr(docsrs, doc(cfg(feature = "transport")))]
+pub mod transport;
 
 /// Crate-private functions the fuzz targets in `fuzz/` call; only with
 /// `--cfg fuzzing` (set by cargo-fuzz), never part of the API.
