@@ -4,11 +4,12 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice, Read, Write};
 use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 
 use socket2::SockRef;
 
@@ -41,12 +42,15 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(any(windows, target_vendor = "apple"))]
 const SEND_FLAGS: i32 = 0;
 
+/// A read buffer shared by connections.
+type ReadBuf = Rc<RefCell<Vec<u8>>>;
+
 thread_local! {
-    /// The read buffer of every connection of the loops on this thread: an
-    /// idle connection owns none. Borrowed only for one read and the
+    /// The read buffer of every connection made on this thread: an idle
+    /// connection owns none. Borrowed only for one read and the
     /// `data_received` it feeds; a loop run inside that callback (on the same
     /// thread) reads into a buffer of its own.
-    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static READ_BUF: ReadBuf = ReadBuf::default();
 }
 
 /// A protocol: what a connection does with its bytes (asyncio's
@@ -146,14 +150,22 @@ impl std::os::windows::io::AsSocket for Stream {
 }
 
 impl Stream {
+    #[inline]
     fn send(&self, data: &[u8]) -> io::Result<usize> {
-        SockRef::from(self).send_with_flags(data, SEND_FLAGS)
+        match self {
+            // std sends with MSG_NOSIGNAL where it exists (SO_NOSIGPIPE is
+            // set on Apple), and `send` is what it calls.
+            Stream::Tcp(s) => (&*s).write(data),
+            #[cfg(unix)]
+            Stream::Unix(_) => SockRef::from(self).send_with_flags(data, SEND_FLAGS),
+        }
     }
 
     fn send_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         SockRef::from(self).send_vectored_with_flags(slices, SEND_FLAGS)
     }
 
+    #[inline]
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => (&*s).read(buf),
@@ -246,27 +258,55 @@ struct State {
     high: usize,
     low: usize,
     read_size: usize,
-    /// The protocol wants data (not `pause_reading`).
-    reading: bool,
-    /// The peer's end of stream arrived.
-    eof_received: bool,
-    /// `write_eof` was asked for; `shut_wr` once done.
-    write_eof: bool,
-    shut_wr: bool,
-    /// `close` was asked for: close once flushed.
-    closing: bool,
-    aborted: bool,
-    /// A read or write failed: lose the connection with this error.
+    /// Where each direction stands: the `F_*` bits.
+    flags: u16,
+    /// A read or write failed: lose the connection with this error
+    /// (`F_FAILED` set with it).
     error: Option<io::Error>,
-    /// `connection_lost` has been called (or is being called).
-    lost: bool,
-    /// The write buffer is above the high-water mark ...
-    writing_paused: bool,
-    /// ... and the protocol has been told so.
-    told_paused: bool,
-    /// The source is paused in the loop (nothing to watch for).
-    source_paused: bool,
+    /// What the loop watches the socket for: [`WATCH_READ`] and
+    /// [`WATCH_WRITE`] bits; 0 while the source is paused.
+    watching: u8,
 }
+
+const WATCH_READ: u8 = 1;
+const WATCH_WRITE: u8 = 2;
+
+/// The protocol paused reading.
+const F_READ_PAUSED: u16 = 1;
+/// The peer's end of stream arrived.
+const F_EOF_RECEIVED: u16 = 1 << 1;
+/// `write_eof` was asked for ...
+const F_WRITE_EOF: u16 = 1 << 2;
+/// ... and done.
+const F_SHUT_WR: u16 = 1 << 3;
+/// `close` was asked for: close once flushed.
+const F_CLOSING: u16 = 1 << 4;
+const F_ABORTED: u16 = 1 << 5;
+/// `error` holds an error.
+const F_FAILED: u16 = 1 << 6;
+/// `connection_lost` has been called (or is being called).
+const F_LOST: u16 = 1 << 7;
+/// The write buffer is above the high-water mark ...
+const F_WRITING_PAUSED: u16 = 1 << 8;
+/// ... and the protocol has been told so.
+const F_TOLD_PAUSED: u16 = 1 << 9;
+/// What the socket should be watched for may have changed (reading paused
+/// or resumed, end of stream, bytes queued or sent): `settle` looks.
+const F_DIRTY: u16 = 1 << 10;
+
+/// Writes are ignored.
+const NO_WRITE: u16 = F_WRITE_EOF | F_CLOSING | F_ABORTED | F_FAILED | F_LOST;
+/// A readable socket is not read.
+const NO_READ: u16 = F_READ_PAUSED | F_EOF_RECEIVED | F_CLOSING | F_ABORTED | F_FAILED | F_LOST;
+/// Something for `settle` to do besides watching the socket.
+const UNSETTLED: u16 = F_WRITE_EOF
+    | F_CLOSING
+    | F_ABORTED
+    | F_FAILED
+    | F_LOST
+    | F_WRITING_PAUSED
+    | F_TOLD_PAUSED
+    | F_DIRTY;
 
 impl State {
     fn new(stream: Stream) -> State {
@@ -279,26 +319,71 @@ impl State {
             high: DEFAULT_HIGH_WATER,
             low: DEFAULT_LOW_WATER,
             read_size: DEFAULT_READ_SIZE,
-            reading: true,
-            eof_received: false,
-            write_eof: false,
-            shut_wr: false,
-            closing: false,
-            aborted: false,
+            flags: 0,
             error: None,
-            lost: false,
-            writing_paused: false,
-            told_paused: false,
-            source_paused: false,
+            watching: WATCH_READ,
         }
     }
 
-    fn can_write(&self) -> bool {
-        !(self.closing || self.write_eof || self.aborted || self.lost || self.error.is_some())
+    #[inline(always)]
+    fn has(&self, flags: u16) -> bool {
+        self.flags & flags != 0
     }
 
-    fn write(&mut self, mut data: &[u8]) {
-        if data.is_empty() || !self.can_write() {
+    #[inline(always)]
+    fn set(&mut self, flags: u16) {
+        self.flags |= flags;
+    }
+
+    #[inline(always)]
+    fn clear(&mut self, flags: u16) {
+        self.flags &= !flags;
+    }
+
+    fn fail(&mut self, error: io::Error) {
+        self.set(F_FAILED);
+        self.error = Some(error);
+    }
+
+    /// Whether a readable socket should be read now.
+    #[inline(always)]
+    fn wants_data(&self) -> bool {
+        !self.has(NO_READ)
+    }
+
+    /// What the loop should watch the socket for.
+    #[inline(always)]
+    fn wanted(&self) -> u8 {
+        let read = !self.has(F_READ_PAUSED | F_EOF_RECEIVED | F_CLOSING);
+        u8::from(read) * WATCH_READ + u8::from(self.out_len > 0) * WATCH_WRITE
+    }
+
+    /// Nothing for [`Connection::settle`] to do: no request pending, nothing
+    /// to tell the protocol, the socket watched as it should be (nothing
+    /// changed what it should be watched for since it was last set).
+    #[inline(always)]
+    fn settled(&self) -> bool {
+        debug_assert!(self.has(UNSETTLED) || self.watching == self.wanted());
+        !self.has(UNSETTLED)
+    }
+
+    /// The common case inline: nothing queued, and the socket takes it all.
+    #[inline(always)]
+    fn write(&mut self, data: &[u8]) {
+        if self.out_len == 0 && !self.has(NO_WRITE) {
+            if let Ok(n) = self.stream.send(data) {
+                if n == data.len() {
+                    return;
+                }
+                return self.write_rest(&data[n..]);
+            }
+        }
+        self.write_rest(data);
+    }
+
+    #[inline(never)]
+    fn write_rest(&mut self, mut data: &[u8]) {
+        if data.is_empty() || self.has(NO_WRITE) {
             return;
         }
         if self.out_len == 0 {
@@ -309,10 +394,7 @@ impl State {
                     Ok(n) => data = &data[n..],
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        self.error = Some(e);
-                        return;
-                    }
+                    Err(e) => return self.fail(e),
                 }
             }
         }
@@ -336,8 +418,9 @@ impl State {
             .expect("a chunk")
             .extend_from_slice(data);
         self.out_len += data.len();
+        self.set(F_DIRTY);
         if self.out_len > self.high {
-            self.writing_paused = true;
+            self.set(F_WRITING_PAUSED);
         }
     }
 
@@ -370,6 +453,7 @@ impl State {
     /// Forgets `n` sent bytes from the front of the queue.
     fn consume(&mut self, mut n: usize) {
         self.out_len -= n;
+        self.set(F_DIRTY);
         while n > 0 {
             let front = self.out.front().expect("sent bytes were queued");
             let left = front.len() - self.out_off;
@@ -401,6 +485,8 @@ impl State {
 pub struct Connection<P> {
     protocol: P,
     state: State,
+    /// The thread's read buffer.
+    read_buf: ReadBuf,
 }
 
 /// The token of a transport connection whose protocol is `P`.
@@ -428,8 +514,8 @@ impl<P> fmt::Debug for Connection<P> {
         f.debug_struct("Connection")
             .field("peer", &self.state.stream.peer_addr().ok())
             .field("buffered", &self.state.out_len)
-            .field("reading", &self.state.reading)
-            .field("closing", &self.state.closing)
+            .field("reading", &!self.state.has(F_READ_PAUSED))
+            .field("closing", &self.state.has(F_CLOSING))
             .finish_non_exhaustive()
     }
 }
@@ -496,7 +582,7 @@ impl<P, B: Backend> Transport<'_, P, B> {
     /// `write_eof`): the peer reads end of stream, and this side keeps
     /// reading. Later writes are ignored.
     pub fn write_eof(&mut self) {
-        self.state.write_eof = true;
+        self.state.set(F_WRITE_EOF);
     }
 
     /// Always true: stream sockets can half-close (asyncio's `can_write_eof`).
@@ -508,37 +594,38 @@ impl<P, B: Backend> Transport<'_, P, B> {
     /// `close`); reading stops now. The protocol then gets
     /// [`connection_lost(None)`](Protocol::connection_lost).
     pub fn close(&mut self) {
-        self.state.closing = true;
+        self.state.set(F_CLOSING);
     }
 
     /// Closes the connection now, dropping unsent bytes (asyncio's `abort`);
     /// [`connection_lost(None)`](Protocol::connection_lost) follows when the
     /// current callback returns.
     pub fn abort(&mut self) {
-        self.state.aborted = true;
+        self.state.set(F_ABORTED);
     }
 
     /// True once closing, aborted or lost (asyncio's `is_closing`).
     pub fn is_closing(&self) -> bool {
-        self.state.closing || self.state.aborted || self.state.lost || self.state.error.is_some()
+        self.state.has(F_CLOSING | F_ABORTED | F_LOST | F_FAILED)
     }
 
     /// Stops reading until [`resume_reading`](Transport::resume_reading)
     /// (asyncio's `pause_reading`): no `data_received` meanwhile, and the
     /// kernel's buffers push back on the peer.
     pub fn pause_reading(&mut self) {
-        self.state.reading = false;
+        self.state.set(F_READ_PAUSED | F_DIRTY);
     }
 
     /// Reads again after [`pause_reading`](Transport::pause_reading)
     /// (asyncio's `resume_reading`).
     pub fn resume_reading(&mut self) {
-        self.state.reading = true;
+        self.state.clear(F_READ_PAUSED);
+        self.state.set(F_DIRTY);
     }
 
     /// True unless reading is paused (asyncio's `is_reading`).
     pub fn is_reading(&self) -> bool {
-        self.state.reading
+        !self.state.has(F_READ_PAUSED)
     }
 
     /// Bytes written and not yet sent (asyncio's `get_write_buffer_size`).
@@ -561,8 +648,12 @@ impl<P, B: Backend> Transport<'_, P, B> {
     pub fn set_write_buffer_limits(&mut self, high: usize, low: usize) {
         self.state.high = high;
         self.state.low = low.min(high);
-        self.state.writing_paused = self.state.out_len > high
-            || (self.state.writing_paused && self.state.out_len > self.state.low);
+        let st = &mut *self.state;
+        if st.out_len > high {
+            st.set(F_WRITING_PAUSED);
+        } else if st.out_len <= st.low && !st.has(F_TOLD_PAUSED) {
+            st.clear(F_WRITING_PAUSED);
+        }
     }
 
     /// True while the write buffer is above its high-water mark and has not
@@ -570,7 +661,7 @@ impl<P, B: Backend> Transport<'_, P, B> {
     /// [`write`](Transport::write) that crosses the mark: a producer writing
     /// in a loop stops on it.
     pub fn is_writing_paused(&self) -> bool {
-        self.state.writing_paused
+        self.state.has(F_WRITING_PAUSED)
     }
 
     /// Sets how many bytes each read asks for (default
@@ -610,6 +701,7 @@ impl<P, B: Backend> Transport<'_, P, B> {
 }
 
 impl<P> Connection<P> {
+    #[inline(always)]
     fn call<B: Backend, R>(
         &mut self,
         lp: &mut EventLoop<B>,
@@ -619,13 +711,7 @@ impl<P> Connection<P> {
     where
         P: Protocol<B>,
     {
-        let mut t = Transport {
-            lp,
-            state: &mut self.state,
-            token,
-            _protocol: PhantomData,
-        };
-        f(&mut self.protocol, &mut t)
+        call(&mut self.protocol, &mut self.state, lp, token, f)
     }
 
     /// The loop's callback for a connection.
@@ -640,123 +726,141 @@ impl<P> Connection<P> {
         let token = ev.token();
         if ev.is_writable() && conn.state.out_len > 0 {
             if let Err(e) = conn.state.flush() {
-                conn.state.error = Some(e);
+                conn.state.fail(e);
             }
         }
-        let st = &conn.state;
-        if ev.is_readable()
-            && st.reading
-            && !st.eof_received
-            && !st.closing
-            && !st.aborted
-            && st.error.is_none()
-        {
-            READ_BUF.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut buf) => conn.read(lp, token, &mut buf),
-                Err(_) => conn.read(lp, token, &mut Vec::new()),
-            });
+        if ev.is_readable() && conn.state.wants_data() {
+            let Connection {
+                protocol,
+                state,
+                read_buf,
+            } = conn;
+            let (mut guard, mut own);
+            let buf = match read_buf.try_borrow_mut() {
+                Ok(borrowed) => {
+                    guard = borrowed;
+                    &mut *guard
+                }
+                Err(_) => {
+                    own = Vec::new();
+                    &mut own
+                }
+            };
+            Self::read(protocol, state, lp, token, buf);
         }
         conn.settle(lp, token);
         Ok(())
     }
 
     /// One read, and the protocol call it leads to.
-    fn read<B: Backend>(&mut self, lp: &mut EventLoop<B>, token: StreamToken<P>, buf: &mut Vec<u8>)
-    where
+    #[inline]
+    fn read<B: Backend>(
+        protocol: &mut P,
+        state: &mut State,
+        lp: &mut EventLoop<B>,
+        token: StreamToken<P>,
+        buf: &mut Vec<u8>,
+    ) where
         P: Protocol<B>,
     {
-        let size = self.state.read_size;
+        let size = state.read_size;
         if buf.len() < size {
             buf.resize(size, 0);
         }
         let n = loop {
-            match self.state.stream.read(&mut buf[..size]) {
+            match state.stream.read(&mut buf[..size]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    self.state.error = Some(e);
-                    return;
-                }
+                Err(e) => return state.fail(e),
             }
         };
         if n == 0 {
-            self.state.eof_received = true;
-            if !self.call(lp, token, |p, t| p.eof_received(t)) {
-                self.state.closing = true;
+            state.set(F_EOF_RECEIVED | F_DIRTY);
+            if !call(protocol, state, lp, token, |p, t| p.eof_received(t)) {
+                state.set(F_CLOSING);
             }
         } else {
-            self.call(lp, token, |p, t| p.data_received(t, &buf[..n]));
+            call(protocol, state, lp, token, |p, t| {
+                p.data_received(t, &buf[..n])
+            });
         }
     }
 
     /// After any protocol call: finishes what the protocol asked for, tells
     /// it about its write buffer, and watches the socket for what is needed.
+    #[inline]
     fn settle<B: Backend>(&mut self, lp: &mut EventLoop<B>, token: StreamToken<P>)
+    where
+        P: Protocol<B>,
+    {
+        if !self.state.settled() {
+            self.settle_slow(lp, token);
+        }
+    }
+
+    #[inline(never)]
+    fn settle_slow<B: Backend>(&mut self, lp: &mut EventLoop<B>, token: StreamToken<P>)
     where
         P: Protocol<B>,
     {
         loop {
             let st = &mut self.state;
-            if st.lost {
+            if st.has(F_LOST) {
                 return;
             }
-            if st.error.is_some() || st.aborted {
+            if st.has(F_FAILED | F_ABORTED) {
                 let error = st.error.take();
                 return self.lose(lp, token, error);
             }
-            if st.out_len == 0 && st.write_eof && !st.shut_wr {
-                st.shut_wr = true;
+            if st.out_len == 0 && st.has(F_WRITE_EOF) && !st.has(F_SHUT_WR) {
+                st.set(F_SHUT_WR);
                 match st.stream.shutdown_write() {
                     // The peer is gone already: the read side will tell.
                     Err(e) if e.kind() != io::ErrorKind::NotConnected => {
-                        st.error = Some(e);
+                        st.fail(e);
                         continue;
                     }
                     _ => {}
                 }
             }
-            if st.out_len == 0 && (st.closing || (st.eof_received && st.shut_wr)) {
+            if st.out_len == 0
+                && (st.has(F_CLOSING)
+                    || st.flags & (F_EOF_RECEIVED | F_SHUT_WR) == F_EOF_RECEIVED | F_SHUT_WR)
+            {
                 return self.lose(lp, token, None);
             }
-            if st.writing_paused && !st.told_paused {
-                st.told_paused = true;
+            if st.has(F_WRITING_PAUSED) && !st.has(F_TOLD_PAUSED) {
+                st.set(F_TOLD_PAUSED);
                 self.call(lp, token, |p, t| p.pause_writing(t));
                 continue;
             }
-            if st.told_paused && st.out_len <= st.low {
-                st.writing_paused = false;
-                st.told_paused = false;
+            if st.has(F_TOLD_PAUSED) && st.out_len <= st.low {
+                st.clear(F_WRITING_PAUSED | F_TOLD_PAUSED);
                 self.call(lp, token, |p, t| p.resume_writing(t));
                 continue;
-            }
-            if !st.told_paused && st.writing_paused && st.out_len <= st.low {
-                st.writing_paused = false;
             }
             break;
         }
         let st = &mut self.state;
-        let read = st.reading && !st.eof_received && !st.closing;
-        let watch = Interest::from_flags(read, st.out_len > 0);
-        let result = match watch {
+        st.clear(F_DIRTY);
+        let want = st.wanted();
+        if want == st.watching {
+            return;
+        }
+        let result = match Interest::from_flags(want & WATCH_READ != 0, want & WATCH_WRITE != 0) {
             Some(events) => lp.modify(token, events).and_then(|()| {
-                if st.source_paused {
-                    st.source_paused = false;
+                if st.watching == 0 {
                     lp.resume(token)
                 } else {
                     Ok(())
                 }
             }),
-            None if !st.source_paused => {
-                st.source_paused = true;
-                lp.pause(token)
-            }
-            None => Ok(()),
+            None => lp.pause(token),
         };
-        if let Err(e) = result {
-            st.error = Some(e.into());
-            let error = st.error.take();
-            self.lose(lp, token, error);
+        match result {
+            Ok(()) => st.watching = want,
+            Err(e) => self.lose(lp, token, Some(e.into())),
         }
     }
 
@@ -769,12 +873,30 @@ impl<P> Connection<P> {
     ) where
         P: Protocol<B>,
     {
-        self.state.lost = true;
+        self.state.set(F_LOST);
         self.state.drop_buffer();
         self.state.spare = None;
         let _ = lp.unregister(token);
         self.call(lp, token, |p, t| p.connection_lost(t, error));
     }
+}
+
+/// Calls the protocol with a [`Transport`] on `state`.
+#[inline(always)]
+fn call<P, B: Backend, R>(
+    protocol: &mut P,
+    state: &mut State,
+    lp: &mut EventLoop<B>,
+    token: StreamToken<P>,
+    f: impl FnOnce(&mut P, &mut Transport<'_, P, B>) -> R,
+) -> R {
+    let mut t = Transport {
+        lp,
+        state,
+        token,
+        _protocol: PhantomData,
+    };
+    f(protocol, &mut t)
 }
 
 /// Registers `stream` as a transport connection for `protocol` and calls
@@ -792,6 +914,7 @@ pub(crate) fn start<P: Protocol<B>, B: Backend>(
     let conn = Connection {
         protocol,
         state: State::new(stream),
+        read_buf: READ_BUF.with(Rc::clone),
     };
     let token = match lp.register(conn, EVENT_READ, Connection::<P>::on_event::<B>) {
         Ok(token) => token,
