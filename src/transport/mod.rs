@@ -85,9 +85,13 @@
 //!   [`write_eof`](Transport::write_eof) wait for the queue to drain;
 //!   [`abort`](Transport::abort) does not. A connection whose both
 //!   directions have ended (end of stream received and kept open, then
-//!   `write_eof` flushed) closes by itself. `connection_lost` is called
-//!   once, after the connection is unregistered; the socket closes when it
-//!   returns.
+//!   `write_eof` flushed) closes by itself. A close (not an abort) before
+//!   the peer's end of stream first shuts the sending side down and reads
+//!   and discards what the peer already sent (a few reads at most): closing
+//!   a socket with unread input would send a reset, which can destroy the
+//!   last bytes written before the peer reads them. `connection_lost` is
+//!   called once, after the connection is unregistered; the socket closes
+//!   when it returns.
 //! - **Errors**: `EINTR` is retried; `WouldBlock` waits; any other I/O
 //!   error ends the connection with `connection_lost(Some(error))`.
 //!   Protocol methods return nothing, so no protocol error reaches the

@@ -873,9 +873,23 @@ impl<P> Connection<P> {
     ) where
         P: Protocol<B>,
     {
-        self.state.set(F_LOST);
-        self.state.drop_buffer();
-        self.state.spare = None;
+        let st = &mut self.state;
+        if error.is_none() && !st.has(F_ABORTED | F_EOF_RECEIVED) {
+            // A socket closed with the peer's bytes unread sends a reset,
+            // which can destroy what was just written before the peer reads
+            // it: end our side first, then read and discard what it sent.
+            let _ = st.stream.shutdown_write();
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match st.stream.read(&mut sink) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        st.set(F_LOST);
+        st.drop_buffer();
+        st.spare = None;
         let _ = lp.unregister(token);
         self.call(lp, token, |p, t| p.connection_lost(t, error));
     }
