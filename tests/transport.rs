@@ -521,9 +521,12 @@ fn a_connect_that_gets_no_answer_times_out() {
         !seen.failed.is_empty() || seen.made > 0
     });
     let seen = seen.borrow();
-    if seen.made > 0 {
+    if seen.made > 0 || seen.failed == [io::ErrorKind::ConnectionRefused] {
+        // Windows refuses at once when the backlog is full; some kernels
+        // accept past it. Neither leaves a connect unanswered.
         eprintln!(
-            "SKIPPED a_connect_that_gets_no_answer_times_out: the kernel accepted past the backlog"
+            "SKIPPED a_connect_that_gets_no_answer_times_out: the kernel answered ({:?})",
+            seen.failed
         );
         return;
     }
@@ -730,4 +733,57 @@ print("ok" if bytes(got) == data else "bad %d" % len(got))
             vec![io::ErrorKind::ConnectionRefused]
         );
     }
+}
+
+/// Queues more than the peer takes, then aborts: unsent bytes are dropped
+/// and `connection_lost(None)` comes at once, not after a flush.
+struct Aborter {
+    seen: Shared,
+    own: Option<selectloop::Error>,
+}
+
+impl Protocol for Aborter {
+    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+        let chunk = vec![b'a'; 1 << 20];
+        while t.write_buffer_size() == 0 {
+            t.write(&chunk); // until the socket is full and bytes are queued
+        }
+        // The connection's own transport is already lent to this call.
+        let me = t.token();
+        self.own = t.lp().with_transport(me, |_p, _t| ()).err();
+        assert!(
+            matches!(self.own, Some(selectloop::Error::InUse)),
+            "{:?}",
+            self.own
+        );
+        self.seen.borrow_mut().max_buffered = t.write_buffer_size();
+        t.abort();
+        assert!(t.is_closing());
+        t.write(b"ignored after abort");
+    }
+    fn data_received(&mut self, _t: &mut Transport<'_, Self>, _data: &[u8]) {}
+    fn connection_lost(&mut self, t: &mut Transport<'_, Self>, error: Option<io::Error>) {
+        assert_eq!(t.write_buffer_size(), 0, "dropped, not flushed");
+        self.seen.borrow_mut().lost.push(error.map(|e| e.kind()));
+    }
+}
+
+#[test]
+fn abort_drops_what_is_queued_and_loses_the_connection_at_once() {
+    let mut lp = quiet_loop();
+    let seen = Shared::default();
+    let factory_seen = seen.clone();
+    let (_server, addr) = transport::serve_addr(&mut lp, "127.0.0.1:0", move || Aborter {
+        seen: factory_seen.clone(),
+        own: None,
+    })
+    .unwrap();
+    let client = TcpStream::connect(addr).unwrap(); // never reads
+    run_until(&mut lp, "connection_lost", || {
+        !seen.borrow().lost.is_empty()
+    });
+    assert!(seen.borrow().max_buffered > 0);
+    assert_eq!(seen.borrow().lost, vec![None]);
+    assert_eq!(lp.source_count(), 1, "only the listener is left");
+    drop(client);
 }

@@ -370,33 +370,32 @@ impl State {
     /// The common case inline: nothing queued, and the socket takes it all.
     #[inline(always)]
     fn write(&mut self, data: &[u8]) {
-        if self.out_len == 0 && !self.has(NO_WRITE) {
-            if let Ok(n) = self.stream.send(data) {
-                if n == data.len() {
-                    return;
-                }
-                return self.write_rest(&data[n..]);
-            }
-        }
-        self.write_rest(data);
-    }
-
-    #[inline(never)]
-    fn write_rest(&mut self, mut data: &[u8]) {
         if data.is_empty() || self.has(NO_WRITE) {
             return;
         }
-        if self.out_len == 0 {
-            loop {
-                match self.stream.send(data) {
-                    Ok(n) if n == data.len() => return,
-                    Ok(0) => break,
-                    Ok(n) => data = &data[n..],
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return self.fail(e),
-                }
+        if self.out_len > 0 {
+            return self.queue(data); // behind what waits already
+        }
+        match self.stream.send(data) {
+            Ok(n) if n == data.len() => {}
+            sent => self.write_rest(data, sent),
+        }
+    }
+
+    /// A direct send that did not take everything: retries what can be
+    /// retried, queues the rest, or records the error.
+    #[inline(never)]
+    fn write_rest(&mut self, mut data: &[u8], mut sent: io::Result<usize>) {
+        loop {
+            match sent {
+                Ok(0) => break,
+                Ok(n) if n == data.len() => return,
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return self.fail(e),
             }
+            sent = self.stream.send(data);
         }
         self.queue(data);
     }
