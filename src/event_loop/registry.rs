@@ -337,7 +337,7 @@ impl<B: Backend> EventLoop<B> {
     /// `with_source` answer [`Error::InUse`] for it). If `f` unregisters the
     /// source, the object is dropped once `f` returns; if `f` panics, the
     /// source is unregistered and dropped, as for a panicking callback.
-    #[cfg(feature = "net")]
+    #[cfg(feature = "transport")]
     pub(crate) fn with_source_and_loop<T: Source + 'static, R>(
         &mut self,
         token: Token<T>,
