@@ -10,8 +10,9 @@
 //! - `--addr`: where to listen (default `127.0.0.1:8009`, the seed's port;
 //!   port 0 picks one); the first line printed is `listening on ADDR`, the
 //!   address bound.
-//! - `--model loop` (default): every client on one [`EventLoop`], each with
-//!   its own line buffer and send queue.
+//! - `--model loop` (default): every client on one [`EventLoop`], each a
+//!   `transport::Protocol` with its own line buffer (the transport keeps its
+//!   send queue).
 //! - `--model threads`: a thread per client, blocking I/O.
 //! - `--model fork`: a process per client (`fork(2)` after `accept`), blocking
 //!   I/O in the child, which `_exit`s when its client is done; the parent
@@ -41,8 +42,8 @@
 //! line over 1024 bytes is answered once and skipped rather than buffered
 //! without bound; a client that resets is dropped without taking the server
 //! (or, in the loop model, any other client) with it; the loop model never
-//! blocks on a client that does not read its replies (it stops reading from
-//! that client until they are sent); forked children are reaped, not left as
+//! blocks on a client that does not read its replies (past the transport's
+//! high-water mark it stops reading from that client until they drain); forked children are reaped, not left as
 //! zombies.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -53,7 +54,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use selectloop::net;
-use selectloop::{EventLoop, IoEvent, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::transport::{self, Protocol, Transport};
+use selectloop::EventLoop;
 
 mod support;
 
@@ -222,90 +224,45 @@ fn serve_blocking(mut stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-// ----- the loop model (every model accepts with `net::serve`) --------------
+// ----- the loop model: a transport protocol ----------------------------------
 
-/// The loop model's connection: its session and the replies not yet sent.
-struct LoopConn {
+/// The loop model's connection: its session, as a `transport::Protocol`
+/// (the transport keeps what the socket does not take yet).
+struct Hotline {
     session: Session,
+    /// The replies to one read, handed to the transport.
     out: Vec<u8>,
 }
 
-impl LoopConn {
-    fn on_ready(
-        &mut self,
-        lp: &mut EventLoop,
-        stream: &mut TcpStream,
-        ev: IoEvent<TcpStream>,
-    ) -> anyhow::Result<()> {
-        // Read only once everything owed is sent: a client that does not
-        // read its replies costs one read's worth of memory, not more.
-        if ev.is_readable() && self.out.is_empty() && !self.session.over {
-            let mut buf = [0; CHUNK];
-            match stream.read(&mut buf) {
-                Ok(0) => self.session.finish(&mut self.out),
-                Ok(n) => {
-                    self.session.feed(&buf[..n], &mut self.out);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(e.into()),
-            }
+impl Protocol for Hotline {
+    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+        t.write(WELCOME);
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+        let over = self.session.feed(data, &mut self.out);
+        t.write(&self.out);
+        self.out.clear();
+        if over {
+            t.close(); // once the replies are out
         }
-        self.flush(stream)?;
-        self.settle(lp, ev.token(), stream)
     }
 
-    /// Sends what the socket takes now.
-    fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        let sent = support::write_some(stream, &self.out)?;
-        self.out.drain(..sent);
-        Ok(())
+    fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
+        self.session.finish(&mut self.out);
+        t.write(&self.out);
+        false // closes once the replies are out
     }
 
-    /// Closes a finished session once its replies are out; otherwise waits
-    /// for the next line, or for room to send.
-    fn settle(
-        &mut self,
-        lp: &mut EventLoop,
-        me: Token<TcpStream>,
-        stream: &mut TcpStream,
-    ) -> anyhow::Result<()> {
-        if self.out.is_empty() && self.session.over {
-            let _ = stream.shutdown(Shutdown::Write);
-            lp.unregister(me)?;
-        } else {
-            let events = if self.out.is_empty() {
-                EVENT_READ
-            } else {
-                EVENT_WRITE
-            };
-            lp.modify(me, events)?;
-        }
-        Ok(())
+    // A client that does not read its replies costs the transport's
+    // high-water mark plus one read's worth of memory, not more.
+    fn pause_writing(&mut self, t: &mut Transport<'_, Self>) {
+        t.pause_reading();
     }
-}
 
-/// The loop model's handoff: the connection joins the loop, welcomed at once.
-/// An error goes to the loop's error handler, which logs it (unless the client
-/// reset) and drops the client.
-fn loop_accept(lp: &mut EventLoop, mut stream: TcpStream) -> anyhow::Result<()> {
-    let mut conn = LoopConn {
-        session: Session::default(),
-        out: WELCOME.to_vec(),
-    };
-    conn.flush(&mut stream)?;
-    let events = if conn.out.is_empty() {
-        EVENT_READ
-    } else {
-        EVENT_WRITE
-    };
-    lp.register(stream, events, move |lp, stream: &mut TcpStream, ev| {
-        conn.on_ready(lp, stream, ev)
-    })?;
-    Ok(())
+    fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
+        t.resume_reading();
+    }
 }
 
 // ----- threads model ---------------------------------------------------------
@@ -517,8 +474,9 @@ fn main() -> anyhow::Result<()> {
 
     match options.model {
         Model::Loop => {
-            net::serve(&mut lp, listener, |lp, stream, _peer| {
-                loop_accept(lp, stream)
+            transport::serve(&mut lp, listener, || Hotline {
+                session: Session::default(),
+                out: Vec::new(),
             })?;
             lp.run()?;
         }

@@ -1,4 +1,4 @@
-//! An HTTP/1.1 "Hello, world!" server on `EventLoop`: the seeds' epoll HTTP
+//! An HTTP/1.1 "Hello, world!" server on `EventLoop`'s transports: the seeds' epoll HTTP
 //! server (seed 4), done correctly.
 //!
 //! ```text
@@ -33,9 +33,11 @@
 //!   the next request starts where it ends (`Expect: 100-continue` gets
 //!   its `100 Continue` first); `Transfer-Encoding` (chunked bodies) gets
 //!   `411 Length Required` and the connection closes.
-//! - Partial writes keep the rest and wait for EVENT_WRITE; while more than
-//!   64 KiB of responses are pending, the server reads nothing more from
-//!   that client (a pipelining client that never reads cannot grow memory).
+//! - Each connection is a `transport::Protocol`: the transport keeps what
+//!   the socket does not take and sends it on EVENT_WRITE; once more than
+//!   64 KiB of responses are pending (the transport's high-water mark), the
+//!   server answers and reads nothing more from that client until they drain
+//!   (a pipelining client that never reads cannot grow memory).
 //! - Limits: a head over 8 KiB (or with over 100 header fields) gets
 //!   `431 Request Header Fields Too Large`; anything that is not HTTP/1.x
 //!   gets `400 Bad Request` (`505` for another HTTP version); an HTTP/1.1
@@ -45,21 +47,20 @@
 //!   `call_later` timer per connection, cancelled and rescheduled as the
 //!   connection moves between states or makes progress).
 //! - Closing after a response is graceful: the server shuts down its sending
-//!   side, then reads and discards whatever the client still sends until it
-//!   closes (at most 2 s, or the idle timeout if shorter), so an error
-//!   response is not destroyed by a reset before the client reads it.
+//!   side once the response is sent (`write_eof`), then reads and discards
+//!   whatever the client still sends until it closes (at most 2 s, or the
+//!   idle timeout if shorter), so an error response is not destroyed by a
+//!   reset before the client reads it.
 //! - SO_REUSEADDR (not on Windows, where it would let another socket take
 //!   over the port) and TCP_NODELAY, like the seed; a reset peer is dropped
 //!   quietly; running out of descriptors pauses accepting instead of
 //!   spinning; Ctrl-C exits 0.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
-use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use selectloop::net;
-use selectloop::{CallHandle, EventLoop, Interest, IoEvent, Token, EVENT_READ};
+use selectloop::transport::{self, Protocol, Transport};
+use selectloop::{CallHandle, EventLoop};
 
 mod support;
 // The request-head parser and framer, in a file of their own that the fuzz
@@ -69,10 +70,6 @@ mod http_head;
 
 use http_head::{Frame, Framer, Request, Status};
 
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 16 * 1024;
-/// Past this many bytes of pending responses, stop reading and answering.
-const OUT_HIGH: usize = 64 * 1024;
 /// The longest a closing connection waits for its peer to close.
 const MAX_LINGER: Duration = Duration::from_secs(2);
 /// The response body.
@@ -195,7 +192,7 @@ fn push_error(out: &mut Vec<u8>, (code, reason): Status) {
 /// Which timeout a connection's timer enforces.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Deadline {
-    /// No progress (nothing read or written) for the idle timeout.
+    /// No progress (nothing read, or taken by the peer) for the idle timeout.
     Idle,
     /// The request head under way is not complete within the header timeout.
     Header,
@@ -203,133 +200,76 @@ enum Deadline {
     Linger,
 }
 
-/// One client connection's state; owned by its callback.
-struct Conn {
-    token: Token<TcpStream>,
+/// One client connection's protocol.
+struct Http {
     timeouts: Timeouts,
     /// Received, not yet consumed: the start of a request head, or requests
     /// not answered yet because too much output is pending.
     input: Vec<u8>,
     /// Where `input` is: in a request head, or in a body to skip.
     framer: Framer,
-    /// Responses not yet sent: `out[sent..]`.
-    out: Vec<u8>,
-    sent: usize,
-    /// `input` holds requests not answered because `out` is over `OUT_HIGH`.
+    /// One response, built here and handed to the transport.
+    response: Vec<u8>,
+    /// `input` holds requests not answered because writing is paused.
     backlogged: bool,
-    /// The last response queued closes the connection.
+    /// The last response queued closes the connection ...
     close_after: bool,
-    /// The peer sent end of stream.
-    eof: bool,
-    /// Our side is shut down; waiting for the peer to close.
+    /// ... and has been queued: what the peer sends now is dropped.
     lingering: bool,
     timer: Option<(Deadline, CallHandle)>,
+    /// Bytes pending when the idle timer was armed: fewer when it fires
+    /// means the peer took some (progress).
+    pending_at_arm: usize,
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
+impl Protocol for Http {
+    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+        self.set_timer(t, Deadline::Idle, false);
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+        if self.lingering {
+            return; // read and dropped, so that closing sends no reset
+        }
+        self.input.extend_from_slice(data);
+        self.answer(t);
+    }
+
+    // End of stream: the default `eof_received` closes once every answer is
+    // sent (an unfinished request is dropped), or at once when lingering.
+
+    fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
+        if self.backlogged {
+            self.answer(t);
+        }
+    }
+
+    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, _error: Option<std::io::Error>) {
         if let Some((_, timer)) = self.timer.take() {
             timer.cancel();
         }
     }
 }
 
-impl Conn {
-    fn new(token: Token<TcpStream>, timeouts: Timeouts) -> Conn {
-        Conn {
-            token,
+impl Http {
+    fn new(timeouts: Timeouts) -> Http {
+        Http {
             timeouts,
             input: Vec::new(),
             framer: Framer::default(),
-            out: Vec::new(),
-            sent: 0,
+            response: Vec::new(),
             backlogged: false,
             close_after: false,
-            eof: false,
             lingering: false,
             timer: None,
+            pending_at_arm: 0,
         }
     }
 
-    fn pending(&self) -> usize {
-        self.out.len() - self.sent
-    }
-
-    fn can_read(&self) -> bool {
-        !self.eof && !self.close_after && !self.backlogged && self.pending() <= OUT_HIGH
-    }
-
-    fn on_ready(
-        &mut self,
-        lp: &mut EventLoop,
-        stream: &mut TcpStream,
-        ev: IoEvent<TcpStream>,
-    ) -> anyhow::Result<()> {
-        let mask = ev.mask();
-        let mut progress = self.flush(stream)?;
-        if self.lingering {
-            return self.discard(lp, stream);
-        }
-        progress |= self.pump(stream)?;
-        if mask.is_readable() && self.can_read() {
-            let mut buf = [0; READ_CHUNK];
-            match stream.read(&mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    self.input.extend_from_slice(&buf[..n]);
-                    progress = true;
-                    self.pump(stream)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-
-        if self.pending() == 0 {
-            if self.close_after {
-                // Everything sent: close gracefully (see `discard`).
-                let _ = stream.shutdown(Shutdown::Write);
-                self.lingering = true;
-                self.set_timer(lp, Deadline::Linger, false);
-                lp.modify(self.token, EVENT_READ)?;
-                return Ok(());
-            }
-            if self.eof {
-                // Every complete request answered; an unfinished one is dropped.
-                lp.unregister(self.token)?;
-                return Ok(());
-            }
-        }
-        let events = Interest::from_flags(self.can_read(), self.pending() > 0)
-            .expect("with nothing to send, a connection that stays open reads");
-        lp.modify(self.token, events)?;
-        let deadline = if self.pending() == 0 && !self.framer.in_body() && !self.input.is_empty() {
-            Deadline::Header
-        } else {
-            Deadline::Idle
-        };
-        self.set_timer(lp, deadline, progress);
-        Ok(())
-    }
-
-    /// Answers what can be answered and sends what the socket takes, until
-    /// neither makes progress. Returns whether anything was sent.
-    fn pump(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        let mut progress = false;
-        loop {
-            self.answer();
-            progress |= self.flush(stream)?;
-            if !(self.backlogged && self.pending() <= OUT_HIGH) {
-                return Ok(progress);
-            }
-        }
-    }
-
-    /// Queues a response for each complete request in `input`, in order,
-    /// skipping bodies, until the input runs out, a response closes the
-    /// connection, or more than `OUT_HIGH` bytes are pending.
-    fn answer(&mut self) {
+    /// Answers each complete request in `input`, in order, skipping bodies,
+    /// until the input runs out, a response closes the connection, or
+    /// writing is paused (more than 64 KiB pending): then reading pauses too.
+    fn answer(&mut self, t: &mut Transport<'_, Self>) {
         let mut pos = 0;
         self.backlogged = false;
         while !self.close_after {
@@ -341,13 +281,16 @@ impl Conn {
             if rest.is_empty() {
                 break;
             }
-            if self.pending() > OUT_HIGH {
+            if t.is_writing_paused() {
                 self.backlogged = true;
                 break;
             }
             match self.framer.next_head(rest) {
                 Frame::Partial => break,
-                Frame::Refuse(status) => self.refuse(status),
+                Frame::Refuse(status) => {
+                    push_error(&mut self.response, status);
+                    self.close_after = true;
+                }
                 Frame::Request(Request {
                     len,
                     http10,
@@ -360,58 +303,42 @@ impl Conn {
                     self.close_after = close;
                     if expects_continue {
                         // Let the client send the body we are about to skip.
-                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        self.response
+                            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
-                    push_hello(&mut self.out, http10, close, head_only);
+                    push_hello(&mut self.response, http10, close, head_only);
                 }
             }
+            t.write(&self.response);
+            self.response.clear();
         }
         if self.close_after {
-            // Nothing after a closing response is answered.
+            // Nothing after a closing response is answered. Once it is sent
+            // our side shuts down; what the client still sends is dropped
+            // until it closes too (see `Deadline::Linger`).
             self.input.clear();
+            self.lingering = true;
+            t.write_eof();
+            return self.set_timer(t, Deadline::Linger, false);
+        }
+        self.input.drain(..pos);
+        if self.backlogged {
+            t.pause_reading();
         } else {
-            self.input.drain(..pos);
+            t.resume_reading();
         }
-    }
-
-    fn refuse(&mut self, status: Status) {
-        push_error(&mut self.out, status);
-        self.close_after = true;
-    }
-
-    /// Sends what the socket takes now; returns whether it took anything.
-    fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        let before = self.sent;
-        self.sent += support::write_some(stream, &self.out[self.sent..])?;
-        let wrote = self.sent > before;
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-        } else if self.sent > OUT_HIGH {
-            self.out.drain(..self.sent);
-            self.sent = 0;
-        }
-        Ok(wrote)
-    }
-
-    /// A closing connection: reads and drops what the peer still sends, so
-    /// that closing with unread input does not reset the connection and
-    /// destroy the response before the peer reads it. Closes at end of stream.
-    fn discard(&mut self, lp: &mut EventLoop, stream: &mut TcpStream) -> anyhow::Result<()> {
-        let mut buf = [0; READ_CHUNK];
-        match stream.read(&mut buf) {
-            Ok(0) => lp.unregister(self.token)?,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => lp.unregister(self.token)?,
-        }
-        Ok(())
+        let deadline =
+            if t.write_buffer_size() == 0 && !self.framer.in_body() && !self.input.is_empty() {
+                Deadline::Header
+            } else {
+                Deadline::Idle
+            };
+        self.set_timer(t, deadline, true);
     }
 
     /// Makes the timer enforce `deadline`: a new deadline starts now; the
     /// idle one also restarts on progress; the others run on regardless.
-    fn set_timer(&mut self, lp: &mut EventLoop, deadline: Deadline, progress: bool) {
+    fn set_timer(&mut self, t: &mut Transport<'_, Self>, deadline: Deadline, progress: bool) {
         if let Some((current, timer)) = &self.timer {
             if *current == deadline && !(deadline == Deadline::Idle && progress) {
                 return;
@@ -423,32 +350,25 @@ impl Conn {
             Deadline::Header => self.timeouts.header,
             Deadline::Linger => self.timeouts.idle.min(MAX_LINGER),
         };
-        let token = self.token;
-        let timer = lp.call_later(delay, move |lp| {
-            // Unregistering drops the socket (closing it) and this `Conn`.
-            if lp.is_registered(token) {
-                lp.unregister(token)?;
-            }
+        self.pending_at_arm = t.write_buffer_size();
+        let token = t.token();
+        let timer = t.lp().call_later(delay, move |lp| {
+            let _ = lp.with_transport(token, |http, t| http.on_timer(t, deadline));
             Ok(())
         });
         self.timer = Some((deadline, timer));
     }
-}
 
-// ----- accepting ------------------------------------------------------------
-
-/// What `net::serve` calls for each accepted connection (non-blocking,
-/// Nagle off): a `Conn` with its idle timer.
-fn on_accept(lp: &mut EventLoop, stream: TcpStream, timeouts: Timeouts) -> anyhow::Result<()> {
-    // The connection's state holds its token (for its timers), so the
-    // callback is set once it exists.
-    let token = lp.register(stream, EVENT_READ, |_, _: &mut TcpStream, _| Ok(()))?;
-    let mut conn = Conn::new(token, timeouts);
-    conn.set_timer(lp, Deadline::Idle, false);
-    lp.set_callback(token, move |lp, stream: &mut TcpStream, ev| {
-        conn.on_ready(lp, stream, ev)
-    })?;
-    Ok(())
+    /// The timer ran out: the connection closes, unless the peer has been
+    /// taking a response meanwhile (idle only).
+    fn on_timer(&mut self, t: &mut Transport<'_, Self>, deadline: Deadline) {
+        self.timer = None;
+        let pending = t.write_buffer_size();
+        if deadline == Deadline::Idle && pending > 0 && pending < self.pending_at_arm {
+            return self.set_timer(t, Deadline::Idle, true);
+        }
+        t.abort();
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -458,16 +378,12 @@ fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
 
     let mut lp = EventLoop::new()?;
-    // A reset peer is routine: dropped without a word. Any other error is
-    // logged and closes its connection.
-    support::drop_resets_quietly(&mut lp);
     support::stop_on_ctrl_c(&mut lp)?;
     // Accepts in batches; out of descriptors (EMFILE/ENFILE), it pauses the
-    // listener a while instead of spinning on it.
+    // listener a while instead of spinning on it. A reset peer is dropped
+    // quietly (the transport tells only the protocol).
     let timeouts = options.timeouts;
-    net::serve(&mut lp, listener, move |lp, stream, _peer| {
-        on_accept(lp, stream, timeouts)
-    })?;
+    transport::serve(&mut lp, listener, move || Http::new(timeouts))?;
     // Only now: whoever reads this line may connect, or interrupt, at once.
     support::announce(addr)?;
     lp.run()?;

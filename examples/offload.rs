@@ -28,37 +28,33 @@
 //! - The done-callback runs on the loop's thread (the seed's
 //!   `add_done_callback` runs on the worker, racing the loop), so it can
 //!   queue the answer on the connection without locks.
-//! - Answers are written like everything else: what the socket does not
-//!   take now waits for EVENT_WRITE, and while more than 64 KiB are pending
-//!   the client is not read from. Lines are bounded too: one longer than
-//!   64 KiB is echoed in pieces, never buffered whole (and is no command).
+//! - Each connection is a `transport::Protocol`: what the socket does not
+//!   take now is queued by the transport and sent on EVENT_WRITE, and while
+//!   more than 64 KiB are pending (its high-water mark) the client is not
+//!   read from. Lines are bounded too: one longer than 64 KiB is echoed in
+//!   pieces, never buffered whole (and is no command).
 //! - A client that closes its sending side still gets the answers to its
-//!   READs: the connection waits for them unregistered (a closed peer is
-//!   readable forever, so watching it would spin), then is closed.
+//!   READs: `eof_received` keeps the connection half-open (the transport
+//!   stops watching a socket with nothing to read or send, so a closed peer
+//!   does not spin the loop), and it closes once the last answer is sent.
 //! - A reset peer is dropped quietly; its READs finish and are discarded.
 //! - Ctrl-C exits 0 at once: it also cuts the artificial delay of the READs
 //!   under way, so shutting down does not wait for them.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::net::TcpStream;
+use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use selectloop::net;
-use selectloop::{EventLoop, Interest, IoEvent, Signal, Token, EVENT_READ, EVENT_WRITE};
+use selectloop::transport::{self, Protocol, Transport};
+use selectloop::{EventLoop, Signal};
 
 mod support;
 
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 16 * 1024;
 /// The longest line kept whole; a longer one is echoed in pieces.
 const MAX_LINE: usize = 64 * 1024;
-/// Past this many bytes of pending output, stop reading.
-const OUT_HIGH: usize = 64 * 1024;
 
 struct Options {
     addr: String,
@@ -127,21 +123,17 @@ struct Config {
     shutdown: Arc<Shutdown>,
 }
 
-/// One client, shared by its I/O callback and the done-callbacks of its READs.
-struct Conn {
+/// One client's protocol; the done-callbacks of its READs reach it through
+/// its token.
+struct Offload {
     config: Rc<Config>,
-    /// Its registration; `None` while parked or closed.
-    token: Option<Token<TcpStream>>,
-    /// The socket, while the connection waits unregistered for READ answers.
-    parked: Option<TcpStream>,
     /// The start of a line not complete yet.
     input: Vec<u8>,
     /// In a line longer than `MAX_LINE`, echoed as it comes.
     overlong: bool,
-    /// Bytes not sent yet: `out[sent..]`.
-    out: Vec<u8>,
-    sent: usize,
-    /// The peer sent end of stream.
+    /// An echo being upper-cased.
+    upper: Vec<u8>,
+    /// The peer sent end of stream: close once every READ is answered.
     eof: bool,
     /// READs are numbered as they arrive...
     next_read: u64,
@@ -151,78 +143,61 @@ struct Conn {
     finished: BTreeMap<u64, Vec<u8>>,
 }
 
-type Shared = Rc<RefCell<Conn>>;
-
-impl Conn {
-    fn pending(&self) -> usize {
-        self.out.len() - self.sent
-    }
-
-    fn reads_in_flight(&self) -> u64 {
-        self.next_read - self.next_answer
-    }
-
-    fn can_read(&self) -> bool {
-        !self.eof && self.pending() <= OUT_HIGH
-    }
-
-    /// Sends what the socket takes now.
-    fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        self.sent += support::write_some(stream, &self.out[self.sent..])?;
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-        } else if self.sent > OUT_HIGH {
-            self.out.drain(..self.sent);
-            self.sent = 0;
-        }
-        Ok(())
-    }
-
-    /// Handles every complete line in `input`.
-    fn handle_lines(&mut self, lp: &mut EventLoop, me: &Shared) -> anyhow::Result<()> {
+impl Protocol for Offload {
+    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+        self.input.extend_from_slice(data);
         let mut start = 0;
         while let Some(end) = self.input[start..].iter().position(|&b| b == b'\n') {
             let end = start + end + 1;
-            let line = self.input[start..end].to_vec();
+            let line = std::mem::take(&mut self.input);
             if std::mem::take(&mut self.overlong) {
-                self.echo(&line); // the end of a long line
+                self.echo(t, &line[start..end]); // the end of a long line
             } else {
-                self.handle_line(lp, me, line)?;
+                self.handle_line(t, &line[start..end]);
             }
+            self.input = line;
             start = end;
         }
         self.input.drain(..start);
         if self.input.len() > MAX_LINE {
             let piece = std::mem::take(&mut self.input);
-            self.echo(&piece);
+            self.echo(t, &piece);
             self.overlong = true;
         }
-        Ok(())
     }
 
-    fn handle_line(
-        &mut self,
-        lp: &mut EventLoop,
-        me: &Shared,
-        line: Vec<u8>,
-    ) -> anyhow::Result<()> {
+    fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
+        self.eof = true;
+        // Half-open while READs are under way: their answers still go out.
+        self.maybe_close(t);
+        true
+    }
+
+    fn pause_writing(&mut self, t: &mut Transport<'_, Self>) {
+        t.pause_reading();
+    }
+
+    fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
+        t.resume_reading();
+    }
+}
+
+impl Offload {
+    fn handle_line(&mut self, t: &mut Transport<'_, Self>, line: &[u8]) {
         let Some(arg) = line.strip_prefix(b"READ ") else {
-            self.echo(&line);
-            return Ok(());
+            return self.echo(t, line);
         };
         let seq = self.next_read;
         self.next_read += 1;
         let arg = String::from_utf8_lossy(arg);
         let path = arg.trim_end_matches(['\r', '\n']);
         if path.is_empty() {
-            self.finish(seq, b"ERROR READ needs a path\n".to_vec());
-            return Ok(());
+            return self.finish(t, seq, b"ERROR READ needs a path\n".to_vec());
         }
         let path = PathBuf::from(path);
         let (delay, shutdown) = (self.config.work_delay, Arc::clone(&self.config.shutdown));
-        let conn = Rc::clone(me);
-        lp.run_in_executor(
+        let me = t.token();
+        let started = t.lp().run_in_executor(
             // On a worker thread:
             move || {
                 let answer = match count_bytes(&path, delay, &shutdown) {
@@ -231,135 +206,42 @@ impl Conn {
                 };
                 answer.into_bytes()
             },
-            // Back on the loop's thread:
-            move |lp, answer: Vec<u8>| deliver(lp, &conn, seq, answer),
-        )?;
-        Ok(())
+            // Back on the loop's thread; a connection closed or reset
+            // meanwhile has nobody to answer.
+            move |lp, answer: Vec<u8>| {
+                let _ = lp.with_transport(me, |conn, t| conn.finish(t, seq, answer));
+                Ok(())
+            },
+        );
+        if let Err(e) = started {
+            self.finish(t, seq, format!("ERROR no worker: {e}\n").into_bytes());
+        }
     }
 
-    fn echo(&mut self, bytes: &[u8]) {
-        let start = self.out.len();
-        self.out.extend_from_slice(bytes);
-        self.out[start..].make_ascii_uppercase();
+    fn echo(&mut self, t: &mut Transport<'_, Self>, bytes: &[u8]) {
+        self.upper.clear();
+        self.upper.extend_from_slice(bytes);
+        self.upper.make_ascii_uppercase();
+        t.write(&self.upper);
     }
 
-    /// Records READ number `seq`'s answer, and queues every answer whose
-    /// turn has come.
-    fn finish(&mut self, seq: u64, answer: Vec<u8>) {
+    /// Records READ number `seq`'s answer, and sends every answer whose turn
+    /// has come.
+    fn finish(&mut self, t: &mut Transport<'_, Self>, seq: u64, answer: Vec<u8>) {
         self.finished.insert(seq, answer);
         while let Some(answer) = self.finished.remove(&self.next_answer) {
-            self.out.extend_from_slice(&answer);
+            t.write(&answer);
             self.next_answer += 1;
         }
+        self.maybe_close(t);
     }
 
-    /// After an I/O callback: choose what to watch, or close, or park.
-    fn settle(
-        &mut self,
-        lp: &mut EventLoop,
-        stream: &TcpStream,
-        me: Token<TcpStream>,
-    ) -> anyhow::Result<()> {
-        if self.eof && self.pending() == 0 {
-            if self.reads_in_flight() > 0 {
-                // Nothing to send until a READ finishes, nothing to read
-                // ever: keep a handle on the socket and stop watching it.
-                self.parked = Some(stream.try_clone()?);
-            }
-            // Unregistering drops (closes) the registered handle.
-            self.token = None;
-            lp.unregister(me)?;
-            return Ok(());
-        }
-        let events = Interest::from_flags(self.can_read(), self.pending() > 0)
-            .expect("a connection with nothing to send has not seen end of stream");
-        lp.modify(me, events)?;
-        Ok(())
-    }
-}
-
-/// The I/O callback of a connection.
-fn on_ready(
-    conn: &Shared,
-    lp: &mut EventLoop,
-    stream: &mut TcpStream,
-    ev: IoEvent<TcpStream>,
-) -> anyhow::Result<()> {
-    let (me, mask) = (ev.token(), ev.mask());
-    let mut c = conn.borrow_mut();
-    c.flush(stream)?;
-    if mask.is_readable() && c.can_read() {
-        let mut buf = [0; READ_CHUNK];
-        match stream.read(&mut buf) {
-            Ok(0) => c.eof = true,
-            Ok(n) => {
-                c.input.extend_from_slice(&buf[..n]);
-                c.handle_lines(lp, conn)?;
-                c.flush(stream)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+    /// After end of stream, closes once every READ is answered (and sent).
+    fn maybe_close(&mut self, t: &mut Transport<'_, Self>) {
+        if self.eof && self.next_answer == self.next_read {
+            t.close();
         }
     }
-    c.settle(lp, stream, me)
-}
-
-fn register(
-    lp: &mut EventLoop,
-    conn: &Shared,
-    stream: TcpStream,
-    events: Interest,
-) -> selectloop::Result<()> {
-    let shared = Rc::clone(conn);
-    let token = lp.register(stream, events, move |lp, stream: &mut TcpStream, ev| {
-        on_ready(&shared, lp, stream, ev)
-    })?;
-    conn.borrow_mut().token = Some(token);
-    Ok(())
-}
-
-/// A READ's done-callback, on the loop's thread: queue the answer and make
-/// sure the connection gets to send it.
-fn deliver(lp: &mut EventLoop, conn: &Shared, seq: u64, answer: Vec<u8>) -> anyhow::Result<()> {
-    let mut c = conn.borrow_mut();
-    c.finish(seq, answer);
-    if c.pending() == 0 {
-        return Ok(()); // waits for an earlier READ
-    }
-    match (c.token, c.parked.take()) {
-        (Some(token), _) if lp.is_registered(token) => {
-            let events = Interest::from_flags(c.can_read(), true).expect("writable");
-            lp.modify(token, events)?;
-        }
-        (_, Some(stream)) => {
-            drop(c);
-            register(lp, conn, stream, EVENT_WRITE)?;
-        }
-        // Closed or reset meanwhile: nobody to answer.
-        _ => {}
-    }
-    Ok(())
-}
-
-/// What `net::serve` calls for each accepted connection (non-blocking,
-/// Nagle off): a `Conn` of its own, watched for reading.
-fn on_accept(lp: &mut EventLoop, stream: TcpStream, config: &Rc<Config>) -> anyhow::Result<()> {
-    let conn = Rc::new(RefCell::new(Conn {
-        config: Rc::clone(config),
-        token: None,
-        parked: None,
-        input: Vec::new(),
-        overlong: false,
-        out: Vec::new(),
-        sent: 0,
-        eof: false,
-        next_read: 0,
-        next_answer: 0,
-        finished: BTreeMap::new(),
-    }));
-    register(lp, &conn, stream, EVENT_READ)?;
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -372,9 +254,6 @@ fn main() -> anyhow::Result<()> {
     if let Some(workers) = options.workers {
         lp.set_executor_threads(workers);
     }
-    // A reset peer is routine: dropped without a word. Any other error is
-    // logged and closes its connection.
-    support::drop_resets_quietly(&mut lp);
     let shutdown = Arc::new(Shutdown::default());
     let stop = Arc::clone(&shutdown);
     lp.add_signal_handler(Signal::INT, move |lp| {
@@ -387,9 +266,17 @@ fn main() -> anyhow::Result<()> {
         shutdown,
     });
     // Accepts in batches; out of descriptors, it pauses the listener a while
-    // instead of spinning on it.
-    net::serve(&mut lp, listener, move |lp, stream, _peer| {
-        on_accept(lp, stream, &config)
+    // instead of spinning on it. A reset peer is dropped quietly; its READs
+    // finish and are discarded.
+    transport::serve(&mut lp, listener, move || Offload {
+        config: Rc::clone(&config),
+        input: Vec::new(),
+        overlong: false,
+        upper: Vec::new(),
+        eof: false,
+        next_read: 0,
+        next_answer: 0,
+        finished: BTreeMap::new(),
     })?;
     // Only now: whoever reads this line may connect, or interrupt, at once.
     support::announce(addr)?;

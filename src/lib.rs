@@ -57,6 +57,8 @@
 //! | a forked child lets go of the parent's loop without touching it | `after_fork.rs`, `hotline.rs::fork_model_child_holds_only_its_connection` |
 //! | no byte lost or corrupted under load with resets; descriptors back to baseline; RSS bounded | `soak.rs` (300 connections in CI), `.ci/soak` (10,000) |
 //! | the examples' parsers hold their properties on any input | `fuzz/` (`.ci/fuzz`), replayed on stable by `fuzz_corpus.rs` |
+//! | a transport never blocks, buffers at most high water + one read for a flow-controlled echo to a peer that never reads, and delivers every byte | `transport.rs` (Python asyncio and socket clients, a peer that never reads, half-close, resets, failed connects), `echo_protocol.rs` |
+//! | no allocation per message on a warm transport; heap per idle connection bounded | `transport_alloc.rs` |
 //! | idle chat clients are dropped | `chat.rs::an_idle_client_is_told_and_closed_while_active_ones_stay` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(
@@ -79,6 +81,9 @@ mod key;
 pub mod net;
 pub mod selector;
 mod sys;
+#[cfg(feature = "transport")]
+#[cfg_attr(docsrs, doc(cfg(feature = "transport")))]
+pub mod transport;
 
 /// Crate-private functions the fuzz targets in `fuzz/` call; only with
 /// `--cfg fuzzing` (set by cargo-fuzz), never part of the API.
@@ -176,6 +181,6 @@ const _: () = {
 };
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "event-loop", feature = "signals", feature = "net"))]
+#[cfg(all(doctest, feature = "transport", feature = "signals"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

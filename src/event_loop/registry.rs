@@ -336,6 +336,43 @@ impl<B: Backend> EventLoop<B> {
             .expect("a Token<T> names a source whose object is a T")))
     }
 
+    /// Runs `f` with the loop and a source's object, the handler out of its
+    /// slot meanwhile as during the source's own callback (so `take` and
+    /// `with_source` answer [`Error::InUse`] for it). If `f` unregisters the
+    /// source, the object is dropped once `f` returns; if `f` panics, the
+    /// source is unregistered and dropped, as for a panicking callback.
+    #[cfg(feature = "transport")]
+    pub(crate) fn with_source_and_loop<T: Source + 'static, R>(
+        &mut self,
+        token: Token<T>,
+        f: impl FnOnce(&mut Self, &mut T) -> R,
+    ) -> Result<R> {
+        let mut handler = self.entry_mut(token)?.handler.take().ok_or(Error::InUse)?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let obj = handler
+                .obj_mut()
+                .downcast_mut::<T>()
+                .expect("a Token<T> names a source whose object is a T");
+            f(self, obj)
+        }));
+        let live = self.sel.live_key(token.slot, token.gen).is_some();
+        match result {
+            Ok(result) => {
+                if live {
+                    self.entry_mut(token).expect("live").handler = Some(handler);
+                }
+                Ok(result)
+            }
+            Err(panic) => {
+                if live {
+                    let _ = self.unregister(token);
+                }
+                drop(handler);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
     /// Changes the events a source is watched for. A source that drops an event
     /// gets no callback for it from the rest of the current batch.
     ///

@@ -49,6 +49,8 @@ mod serve;
 mod socket;
 
 pub use self::pair::stream_pair;
+#[cfg(feature = "transport")]
+pub(crate) use self::serve::serve_listener;
 #[cfg(feature = "event-loop")]
 pub use self::serve::{serve, ACCEPT_PAUSE};
 pub use self::socket::{

@@ -78,71 +78,129 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 pub fn serve<B, C>(
     lp: &mut EventLoop<B>,
     listener: TcpListener,
-    mut on_accept: C,
+    on_accept: C,
 ) -> Result<Token<TcpListener>, RegisterError<TcpListener>>
 where
     B: Backend,
     C: FnMut(&mut EventLoop<B>, TcpStream, SocketAddr) -> anyhow::Result<()> + 'static,
 {
-    if let Err(e) = listener.set_nonblocking(true) {
+    serve_listener(lp, listener, on_accept)
+}
+
+/// A listening socket [`serve`] can accept on: TCP, or (for the transports)
+/// a Unix stream listener.
+pub(crate) trait Accept: crate::Source + 'static {
+    /// The accepted connection.
+    type Stream;
+    /// The peer's address.
+    type Addr;
+    fn set_nonblocking(&self) -> io::Result<()>;
+    fn accept_one(&self) -> io::Result<(Self::Stream, Self::Addr)>;
+    /// Non-blocking, and for TCP Nagle off.
+    fn set_up(stream: &Self::Stream) -> io::Result<()>;
+    fn describe(&self) -> String;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+    type Addr = SocketAddr;
+    fn set_nonblocking(&self) -> io::Result<()> {
+        TcpListener::set_nonblocking(self, true)
+    }
+    fn accept_one(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.accept()
+    }
+    fn set_up(stream: &TcpStream) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)
+    }
+    fn describe(&self) -> String {
+        self.local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string())
+    }
+}
+
+#[cfg(all(unix, feature = "transport"))]
+impl Accept for std::os::unix::net::UnixListener {
+    type Stream = std::os::unix::net::UnixStream;
+    type Addr = std::os::unix::net::SocketAddr;
+    fn set_nonblocking(&self) -> io::Result<()> {
+        std::os::unix::net::UnixListener::set_nonblocking(self, true)
+    }
+    fn accept_one(&self) -> io::Result<(Self::Stream, Self::Addr)> {
+        self.accept()
+    }
+    fn set_up(stream: &Self::Stream) -> io::Result<()> {
+        stream.set_nonblocking(true)
+    }
+    fn describe(&self) -> String {
+        self.local_addr()
+            .map_or_else(|_| "?".into(), |a| format!("{a:?}"))
+    }
+}
+
+/// [`serve`] on any listener [`Accept`] knows.
+pub(crate) fn serve_listener<B, L, C>(
+    lp: &mut EventLoop<B>,
+    listener: L,
+    mut on_accept: C,
+) -> Result<Token<L>, RegisterError<L>>
+where
+    B: Backend,
+    L: Accept,
+    C: FnMut(&mut EventLoop<B>, L::Stream, L::Addr) -> anyhow::Result<()> + 'static,
+{
+    if let Err(e) = listener.set_nonblocking() {
         return Err(RegisterError::new(e.into(), listener));
     }
-    lp.register(
-        listener,
-        EVENT_READ,
-        move |lp, listener: &mut TcpListener, ev| {
-            for _ in 0..64 {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        // A failed set-up concerns this connection only, and
-                        // so does a panic: it unwinds out of `run`, but the
-                        // listener stays registered.
-                        let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
-                            let setup = stream
-                                .set_nonblocking(true)
-                                .and_then(|()| stream.set_nodelay(true));
-                            let result = match setup {
-                                Ok(()) => on_accept(lp, stream, peer),
-                                Err(e) => Err(e.into()),
-                            };
-                            if let Err(error) = result {
-                                lp.report_detached(error);
-                            }
-                        }));
-                        if let Err(panic) = accepted {
-                            lp.keep_source_on_panic();
-                            panic::resume_unwind(panic);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted
-                                | io::ErrorKind::ConnectionReset
-                                | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        let me = ev.token();
-                        let addr = listener.local_addr();
-                        let addr = addr.as_ref().map_or(&"?" as &dyn std::fmt::Display, |a| a);
-                        emit(
-                            log::Level::Warn,
-                            format_args!(
-                                "accept on {addr} failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}"
-                            ),
-                        );
-                        lp.pause(me)?;
-                        lp.call_later(ACCEPT_PAUSE, move |lp| match lp.resume(me) {
-                            // Unregistered meanwhile: nothing to resume.
-                            Ok(()) | Err(crate::Error::InvalidToken) => Ok(()),
+    lp.register(listener, EVENT_READ, move |lp, listener: &mut L, ev| {
+        for _ in 0..64 {
+            match listener.accept_one() {
+                Ok((stream, peer)) => {
+                    // A failed set-up concerns this connection only, and
+                    // so does a panic: it unwinds out of `run`, but the
+                    // listener stays registered.
+                    let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
+                        let result = match L::set_up(&stream) {
+                            Ok(()) => on_accept(lp, stream, peer),
                             Err(e) => Err(e.into()),
-                        });
-                        break;
+                        };
+                        if let Err(error) = result {
+                            lp.report_detached(error);
+                        }
+                    }));
+                    if let Err(panic) = accepted {
+                        lp.keep_source_on_panic();
+                        panic::resume_unwind(panic);
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    let me = ev.token();
+                    let addr = listener.describe();
+                    emit(
+                        log::Level::Warn,
+                        format_args!(
+                            "accept on {addr} failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}"
+                        ),
+                    );
+                    lp.pause(me)?;
+                    lp.call_later(ACCEPT_PAUSE, move |lp| match lp.resume(me) {
+                        // Unregistered meanwhile: nothing to resume.
+                        Ok(()) | Err(crate::Error::InvalidToken) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    });
+                    break;
+                }
             }
-            Ok(())
-        },
-    )
+        }
+        Ok(())
+    })
 }

@@ -1,0 +1,113 @@
+//! The echo server of `examples/echo`, as a `transport::Protocol`: same
+//! flags, same output, same behaviour, and none of the buffering, flushing,
+//! `EVENT_WRITE` juggling, half-close or reset handling written out (the
+//! transport does it).
+//!
+//! ```text
+//! cargo run --release --example echo_protocol -- [--addr HOST:PORT] [--threads N] [--upper]
+//! ```
+//!
+//! - `--addr`: where to listen (default `127.0.0.1:9999`; port 0 picks one);
+//!   the first line printed is `listening on ADDR`, the address bound.
+//! - `--threads N`: N event loops, one per thread, each accepting on a clone
+//!   of the listener (default 1).
+//! - `--upper`: send back the bytes upper-cased.
+//!
+//! Flow control is asyncio's: when the peer does not take what is echoed and
+//! the write buffer passes its high-water mark (64 KiB), reading pauses until
+//! it drains to the low-water mark (16 KiB), so a connection buffers at most
+//! the high-water mark plus one read. A reset peer is dropped quietly; a
+//! half-closed peer gets everything echoed before the server closes; running
+//! out of descriptors pauses accepting. Ctrl-C stops every loop and exits 0.
+
+use std::net::TcpListener;
+
+use selectloop::transport::{self, Protocol, Transport};
+use selectloop::{EventLoop, LoopGroup};
+
+mod support;
+
+struct Options {
+    addr: String,
+    threads: usize,
+    upper: bool,
+}
+
+const USAGE: &str = "usage: echo_protocol [--addr HOST:PORT] [--threads N] [--upper]";
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        addr: "127.0.0.1:9999".into(),
+        threads: 1,
+        upper: false,
+    };
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => options.addr = args.value()?,
+            "--threads" => options.threads = args.positive()?,
+            "--upper" => options.upper = true,
+            _ => return Err(args.unknown()),
+        }
+    }
+    Ok(options)
+}
+
+/// One client's protocol.
+struct Echo {
+    upper: bool,
+}
+
+impl Protocol for Echo {
+    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+        if !self.upper {
+            return t.write(data);
+        }
+        let mut upper = [0; 4096];
+        for piece in data.chunks(upper.len()) {
+            let upper = &mut upper[..piece.len()];
+            upper.copy_from_slice(piece);
+            upper.make_ascii_uppercase();
+            t.write(upper);
+        }
+    }
+
+    // End of stream: the default `eof_received` closes once all is echoed.
+
+    fn pause_writing(&mut self, t: &mut Transport<'_, Self>) {
+        t.pause_reading();
+    }
+
+    fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
+        t.resume_reading();
+    }
+}
+
+fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Result<()> {
+    support::stop_on_ctrl_c(lp)?;
+    transport::serve(lp, listener, move || Echo { upper })?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    support::init_logger();
+    let options = parse_args()?;
+    let listener = support::listen(&options.addr)?;
+    let addr = listener.local_addr()?;
+
+    // `listening on` goes out only once every loop has its Ctrl-C handler.
+    let upper = options.upper;
+    if options.threads == 1 {
+        let mut lp = EventLoop::new()?;
+        setup(&mut lp, listener, upper)?;
+        support::announce(addr)?;
+        lp.run()?;
+    } else {
+        let group = LoopGroup::spawn(options.threads, move |lp, _index| {
+            setup(lp, listener.try_clone()?, upper)
+        })?;
+        support::announce(addr)?;
+        group.join()?;
+    }
+    Ok(())
+}
