@@ -58,10 +58,10 @@ fn main() -> anyhow::Result<()> {
             };
             match want {
                 Ok(Want::Read) if event.mask().is_writable() => {
-                    drop(sel.modify(fd, EVENT_READ, ())?)
+                    sel.modify(fd, EVENT_READ, ()).map(|_| ())?
                 }
                 Ok(Want::Write) if !event.mask().is_writable() => {
-                    drop(sel.modify(fd, EVENT_WRITE, ())?)
+                    sel.modify(fd, EVENT_WRITE, ()).map(|_| ())?
                 }
                 Ok(Want::Read | Want::Write) => {}
                 Ok(Want::Close) | Err(_) => drop(sel.unregister(fd)?),
