@@ -14,6 +14,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
+trap 'echo "${BASH_SOURCE[0]}: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
 

@@ -18,14 +18,27 @@ type Rows = Vec<BTreeMap<String, String>>;
 fn read_csv(path: &str) -> Rows {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines.next().unwrap_or("").split(',').map(String::from).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(String::from)
+        .collect();
     lines
-        .map(|l| header.iter().cloned().zip(l.split(',').map(String::from)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
         .collect()
 }
 
 fn num(row: &BTreeMap<String, String>, col: &str) -> f64 {
-    row.get(col).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    row.get(col)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -49,7 +62,12 @@ fn push(series: &mut Series, name: &str, point: (f64, f64)) {
 
 /// A line chart with points, log-scaled x (and y if `log_y`).
 fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &Series, log_y: bool) {
-    let pts = || series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|p| p.1.is_finite());
+    let pts = || {
+        series
+            .iter()
+            .flat_map(|(_, p)| p.iter().copied())
+            .filter(|p| p.1.is_finite())
+    };
     let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (y0, y1) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     if x0 > x1 {
@@ -96,12 +114,17 @@ fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &Series
         }};
     }
     if log_y {
-        draw!(builder.build_cartesian_2d(x, (y0.max(1e-9) * 0.8..y1 * 1.25).log_scale()).unwrap());
+        draw!(builder
+            .build_cartesian_2d(x, (y0.max(1e-9) * 0.8..y1 * 1.25).log_scale())
+            .unwrap());
     } else {
         draw!(builder.build_cartesian_2d(x, 0.0..y1 * 1.1).unwrap());
     }
     root.present().unwrap();
-    println!("![{title}]({})\n", path.file_name().unwrap().to_string_lossy());
+    println!(
+        "![{title}]({})\n",
+        path.file_name().unwrap().to_string_lossy()
+    );
 }
 
 fn fmt(v: f64) -> String {
@@ -126,7 +149,10 @@ fn ab(csv: &str, out: &Path, prefix: &str) {
         if !order.contains(&label) {
             order.push(label.clone());
         }
-        groups.entry((num(r, "conns") as u64, label)).or_default().push(r);
+        groups
+            .entry((num(r, "conns") as u64, label))
+            .or_default()
+            .push(r);
     }
     println!("| server | connections | msgs/s median | (min – max) | p99 µs median | p99.9 µs median | server CPU µs/msg median | rounds |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -157,8 +183,22 @@ fn ab(csv: &str, out: &Path, prefix: &str) {
     }
     println!();
     let x = "connections";
-    chart(&out.join(format!("{prefix}-msgs.svg")), &format!("{prefix}: messages/s (median)"), x, "msgs/s", &rate, false);
-    chart(&out.join(format!("{prefix}-p99.svg")), &format!("{prefix}: p99 latency (median)"), x, "p99 µs", &p99, true);
+    chart(
+        &out.join(format!("{prefix}-msgs.svg")),
+        &format!("{prefix}: messages/s (median)"),
+        x,
+        "msgs/s",
+        &rate,
+        false,
+    );
+    chart(
+        &out.join(format!("{prefix}-p99.svg")),
+        &format!("{prefix}: p99 latency (median)"),
+        x,
+        "p99 µs",
+        &p99,
+        true,
+    );
 }
 
 /// bench/run-counts: instructions and syscalls per message, ratios to polling.
@@ -178,7 +218,10 @@ fn counts(csv: &str, out: &Path) {
             .find(|r| r["server"] == s && num(r, "conns") as u64 == c)
             .map_or(f64::NAN, |r| num(r, col))
     };
-    for (col, what) in [("instr_per_msg", "user instructions per message"), ("syscalls_per_msg", "syscalls per message")] {
+    for (col, what) in [
+        ("instr_per_msg", "user instructions per message"),
+        ("syscalls_per_msg", "syscalls per message"),
+    ] {
         print!("| server ({what}) |");
         for c in &conns {
             print!(" {c} conn | ratio |");
@@ -196,8 +239,19 @@ fn counts(csv: &str, out: &Path) {
             println!();
         }
         println!();
-        let name = if col == "instr_per_msg" { "counts-instr.svg" } else { "counts-syscalls.svg" };
-        chart(&out.join(name), &format!("{what} (64-byte echo)"), "connections", what, &series, true);
+        let name = if col == "instr_per_msg" {
+            "counts-instr.svg"
+        } else {
+            "counts-syscalls.svg"
+        };
+        chart(
+            &out.join(name),
+            &format!("{what} (64-byte echo)"),
+            "connections",
+            what,
+            &series,
+            true,
+        );
     }
 }
 
@@ -209,7 +263,11 @@ fn select(csv: &str, out: &Path) {
     ns.sort_unstable();
     ns.dedup();
     for r in &rows {
-        push(&mut series, &r["backend"], (num(r, "n"), num(r, "ns") / 1000.0));
+        push(
+            &mut series,
+            &r["backend"],
+            (num(r, "n"), num(r, "ns") / 1000.0),
+        );
     }
     print!("| backend |");
     for n in &ns {
@@ -219,13 +277,23 @@ fn select(csv: &str, out: &Path) {
     for (name, points) in &series {
         print!("| {name} |");
         for &n in &ns {
-            let v = points.iter().find(|p| p.0 as u64 == n).map_or(f64::NAN, |p| p.1);
+            let v = points
+                .iter()
+                .find(|p| p.0 as u64 == n)
+                .map_or(f64::NAN, |p| p.1);
             print!(" {} |", fmt(v));
         }
         println!();
     }
     println!("\n(µs per select() call)\n");
-    chart(&out.join("select.svg"), "select(): N idle + 1 ready, µs per call", "N idle sources", "µs", &series, true);
+    chart(
+        &out.join("select.svg"),
+        "select(): N idle + 1 ready, µs per call",
+        "N idle sources",
+        "µs",
+        &series,
+        true,
+    );
 }
 
 /// bench/run-http: requests/s and server CPU per request under wrk.
@@ -233,7 +301,10 @@ fn http(csv: &str, out: &Path) {
     let rows = read_csv(csv);
     let mut groups: BTreeMap<(String, u64), Vec<&BTreeMap<String, String>>> = BTreeMap::new();
     for r in &rows {
-        groups.entry((r["server"].clone(), num(r, "conns") as u64)).or_default().push(r);
+        groups
+            .entry((r["server"].clone(), num(r, "conns") as u64))
+            .or_default()
+            .push(r);
     }
     println!("| server | connections | requests/s median | (min – max) | server CPU µs/request median | (min – max) | rounds |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -256,7 +327,14 @@ fn http(csv: &str, out: &Path) {
         push(&mut cpu, server, (*conns as f64, u));
     }
     println!();
-    chart(&out.join("http-cpu.svg"), "HTTP hello under wrk: server CPU µs per request (median)", "connections", "CPU µs / request", &cpu, false);
+    chart(
+        &out.join("http-cpu.svg"),
+        "HTTP hello under wrk: server CPU µs per request (median)",
+        "connections",
+        "CPU µs / request",
+        &cpu,
+        false,
+    );
 }
 
 fn main() {

@@ -15,7 +15,8 @@ fn main() -> std::io::Result<()> {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     selectloop_bench::announce(addr);
-    let mut conns: Vec<Option<(TcpStream, Echo)>> = Vec::new();
+    // Each connection, its echo state, and whether it waits to write.
+    let mut conns: Vec<Option<(TcpStream, Echo, bool)>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0; CHUNK];
@@ -32,21 +33,33 @@ fn main() -> std::io::Result<()> {
                     if key == conns.len() {
                         conns.push(None);
                     }
-                    conns[key] = Some((stream, Echo::default()));
+                    conns[key] = Some((stream, Echo::default(), false));
                 }
                 continue;
             }
             let key = ev.token().0;
-            let Some((stream, echo)) = conns[key].as_mut() else {
+            let Some((stream, echo, writing)) = conns[key].as_mut() else {
                 continue;
             };
-            // Edge-triggered: read until it would block; a send that came up
-            // short waits for the next writable edge, reading nothing meanwhile.
-            if let Ok(Want::Close) | Err(_) = echo.on_readable(stream, &mut buf, true) {
-                poll.registry().deregister(stream)?;
-                conns[key] = None;
-                free.push(key);
+            // Edge-triggered: read until it would block. Writability is
+            // asked for only while a send came up short (an edge per ACK
+            // otherwise), reading nothing meanwhile.
+            let want = echo.on_readable(stream, &mut buf, true);
+            if let Ok(w @ (Want::Read | Want::Write)) = want {
+                if (w == Want::Write) != *writing {
+                    *writing = w == Want::Write;
+                    let interest = if *writing {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    poll.registry().reregister(stream, Token(key), interest)?;
+                }
+                continue;
             }
+            poll.registry().deregister(stream)?;
+            conns[key] = None;
+            free.push(key);
         }
     }
 }
