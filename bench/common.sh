@@ -3,7 +3,7 @@
 # finding its address, stopping it. Sourced, not run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/release
+BIN=${BENCH_BIN:-$ROOT/target/release}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 WORK=$(mktemp -d /tmp/selectloop-bench.XXXXXX)
 # Bash may run an EXIT trap in $(...) subshells too: clean up in the script's own shell only.
