@@ -1,7 +1,7 @@
 # bench/common.sh — what the bench/run-* scripts share: building, the
 # servers by name, starting one (under a wrapper: valgrind, strace) and
 # finding its address, stopping it. Sourced, not run.
-set -euo pipefail
+set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${BENCH_BIN:-$ROOT/target/release}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
@@ -69,7 +69,7 @@ start_server() {
     "$@" $cmd >"$out" 2>"$WORK/srv.err" &
     SRV_PID=$!
     for _ in $(seq 600); do
-        SRV_ADDR=$(sed -n 's/^listening on //p' "$out" 2>/dev/null)
+        SRV_ADDR=$(sed -n 's/^listening on //p' "$out" 2>/dev/null || true)
         [[ -n $SRV_ADDR ]] && return 0
         kill -0 "$SRV_PID" 2>/dev/null || break
         sleep 0.1
