@@ -83,8 +83,10 @@ start_server() {
 # script) and waits for it; under strace, the traced child is sent it.
 stop_server() {
     [[ -n ${SRV_PID:-} ]] || return 0
-    local target=${1:-$SRV_PID}
-    kill -TERM "$target" 2>/dev/null || true
+    # A wrapper's children too: strace outlives a SIGTERM while it traces.
+    local target=${1:-$(pgrep -P "$SRV_PID" || true) $SRV_PID}
+    # shellcheck disable=SC2086
+    kill -TERM $target 2>/dev/null || true
     wait "$SRV_PID" 2>/dev/null || true
     SRV_PID=
 }

@@ -60,6 +60,35 @@ fn push(series: &mut Series, name: &str, point: (f64, f64)) {
     }
 }
 
+/// Tableau 10: distinct on white.
+const COLORS: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// An axis label: 1, 50, 1k, 10k, 2.5, 0.3.
+fn short(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{}k", v / 1e3)
+    } else if v >= 1.0 {
+        format!("{}", (v * 100.0).round() / 100.0)
+    } else if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// A line chart with points, log-scaled x (and y if `log_y`).
 fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &Series, log_y: bool) {
     let pts = || {
@@ -87,12 +116,16 @@ fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &Series
         ($chart:expr) => {{
             let mut c = $chart;
             c.configure_mesh()
+                .light_line_style(TRANSPARENT)
                 .x_desc(x_label)
                 .y_desc(y_label)
+                .x_label_formatter(&|x| short(*x))
+                .y_label_formatter(&|y| short(*y))
                 .draw()
                 .unwrap();
             for (i, (name, points)) in series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
+                let (r, g, b) = COLORS[i % COLORS.len()];
+                let color = RGBColor(r, g, b).to_rgba();
                 let mut points = points.clone();
                 points.retain(|p| p.1.is_finite());
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -134,6 +167,8 @@ fn fmt(v: f64) -> String {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")
+    } else if v == 0.0 {
+        "0".into()
     } else {
         format!("{v:.2}")
     }
