@@ -249,16 +249,14 @@ fn main() {
                 Some(n) => n / o.conns as u64 + u64::from((i as u64) < n % o.conns as u64),
                 None => u64::MAX,
             };
-            let (seq, sent, recvd, started) = (0, 0, 0, Instant::now());
-            let connected = false;
             conns.push(Conn {
                 stream,
-                connected,
+                connected: false,
                 left,
-                seq,
-                sent,
-                recvd,
-                started,
+                seq: 0,
+                sent: 0,
+                recvd: 0,
+                started: Instant::now(),
             });
         }
         let mut pending = conns.len() - from;
