@@ -95,6 +95,11 @@ impl Shutdown {
         self.wake.notify_all();
     }
 
+    /// True once the server is shutting down.
+    fn stopping(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits for `delay`, or less if the server stops; true if it stops.
     fn sleep(&self, delay: Duration) -> bool {
         let stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,17 +204,18 @@ impl Offload {
         let me = t.token();
         let started = t.lp().run_in_executor(
             // On a worker thread:
-            move || {
-                let answer = match count_bytes(&path, delay, &shutdown) {
-                    Ok(n) => format!("{n} bytes\n"),
-                    Err(e) => format!("ERROR {}: {e}\n", path.display()),
-                };
-                answer.into_bytes()
+            move || match count_bytes(&path, delay, &shutdown) {
+                Ok(n) => Some(format!("{n} bytes\n").into_bytes()),
+                // Cut short by Ctrl-C: the server is going away, no answer.
+                Err(_) if shutdown.stopping() => None,
+                Err(e) => Some(format!("ERROR {}: {e}\n", path.display()).into_bytes()),
             },
             // Back on the loop's thread; a connection closed or reset
             // meanwhile has nobody to answer.
-            move |lp, answer: Vec<u8>| {
-                let _ = lp.with_transport(me, |conn, t| conn.finish(t, seq, answer));
+            move |lp, answer: Option<Vec<u8>>| {
+                if let Some(answer) = answer {
+                    let _ = lp.with_transport(me, |conn, t| conn.finish(t, seq, answer));
+                }
                 Ok(())
             },
         );
