@@ -78,6 +78,9 @@ mod key;
 pub mod net;
 pub mod selector;
 mod sys;
+#[cfg(feature = "event-loop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "event-loop")))]
+pub mod transport;
 
 /// Crate-private functions the fuzz targets in `fuzz/` call; only with
 /// `--cfg fuzzing` (set by cargo-fuzz), never part of the API.

@@ -81,6 +81,7 @@
 #[cfg(unix)]
 mod fork;
 mod group;
+mod lend;
 mod offload;
 mod registry;
 mod remote;
