@@ -434,15 +434,23 @@ mod tests {
     }
 
     fn protocol_error_kills_the_child_and_reaches_the_error_handler() {
-        let (mut proto, rec) = recorder(Some(Box::new(|t| Ok(t.write(b"echo me")?))));
+        let (mut proto, rec) = recorder(Some(Box::new(|t| Ok(t.write(b"echo me\n")?))));
         proto.fail_on_data = true;
         let errors = Rc::new(RefCell::new(Vec::new()));
         let mut lp = EventLoop::new().unwrap();
         let seen = errors.clone();
         lp.set_error_handler(move |_lp, failure| seen.borrow_mut().push(failure.error.to_string()));
         let child: Subprocess<Recorder> = spawn_subprocess(&mut lp, command("cat"), proto).unwrap();
-        run(&mut lp);
-        assert_eq!(*errors.borrow(), ["boom on 7 bytes"]);
+        let status = child.clone();
+        let timeout = panic::catch_unwind(panic::AssertUnwindSafe(|| run(&mut lp)));
+        if timeout.is_err() {
+            panic!(
+                "errors {:?}, status {:?}",
+                errors.borrow(),
+                status.returncode()
+            );
+        }
+        assert_eq!(*errors.borrow(), ["boom on 8 bytes"]);
         // No call after the failure; the child was killed (cat would have
         // waited for stdin forever) and reaped.
         assert!(rec.borrow().events.is_empty(), "{:?}", rec.borrow().events);
