@@ -84,8 +84,11 @@
 //! SIGCHLD handler is installed. If the transport is dropped with the child
 //! still running (the loop dropped, then the last [`Subprocess`] handle),
 //! the child is killed and reaped on the spot. (Code elsewhere in the
-//! process that reaps every child, `waitpid(-1, ..)`, would steal the
-//! status, as it would from `std::process::Child`.)
+//! process that reaps every child, `waitpid(-1, ..)`, or SIGCHLD set to
+//! `SIG_IGN`, which makes the kernel reap them, would steal the status, as
+//! it would from `std::process::Child`: the loop then reports the error
+//! to its error handler, and `process_exited` still comes, with
+//! `returncode()` `None`.)
 //!
 //! # Platforms
 //! On Unix stdout and stderr are pipes, and stdin is a socket pair written
