@@ -155,6 +155,11 @@ mod tests {
             "no_zombie_after_dropping_loop_and_handle",
             no_zombie_after_dropping_loop_and_handle,
         ),
+        #[cfg(unix)]
+        (
+            "a_status_stolen_by_sigchld_ignored_is_reported",
+            a_status_stolen_by_sigchld_ignored_is_reported,
+        ),
     ];
 
     fn command(role: &str) -> Command {
@@ -228,7 +233,7 @@ mod tests {
         fn process_exited(&mut self, t: &mut SubprocessTransport<'_>) -> anyhow::Result<()> {
             let mut rec = self.rec.borrow_mut();
             rec.events.push("exited".into());
-            rec.status = Some(t.returncode().expect("status known at process_exited"));
+            rec.status = t.returncode();
             Ok(())
         }
     }
@@ -498,5 +503,38 @@ mod tests {
             io::Error::last_os_error().raw_os_error(),
             Some(libc::ECHILD)
         );
+    }
+
+    /// SIGCHLD ignored: the kernel reaps the child itself, so its status is
+    /// lost. The error handler hears of it and `process_exited` still
+    /// comes, with no status. (Restores the default disposition.)
+    #[cfg(unix)]
+    fn a_status_stolen_by_sigchld_ignored_is_reported() {
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: setting a signal's disposition back to its default.
+                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+            }
+        }
+        // SAFETY: SIG_IGN is a valid disposition for SIGCHLD; restored below.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        let _restore = Restore;
+        let (proto, rec) = recorder(None);
+        let errors = Rc::new(RefCell::new(Vec::new()));
+        let mut lp = EventLoop::new().unwrap();
+        let seen = errors.clone();
+        lp.set_error_handler(move |_lp, failure| {
+            seen.borrow_mut().push(format!("{:#}", failure.error))
+        });
+        spawn_subprocess(&mut lp, command("emit:10:0:0"), proto).unwrap();
+        run(&mut lp);
+        let rec = rec.borrow();
+        assert!(rec.out == pattern(1, 10));
+        assert_all_lost_then_exited(&rec.events);
+        assert_eq!(rec.status, None);
+        let errors = errors.borrow();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("exit status is lost"), "{errors:?}");
     }
 }
