@@ -89,9 +89,10 @@ fn main() {
                 continue;
             }
             ran += 1;
-            println!("test {name} ...");
+            print!("test {name} ... ");
+            let _ = io::stdout().flush();
             match panic::catch_unwind(test) {
-                Ok(()) => println!("test {name} ... ok"),
+                Ok(()) => println!("ok"),
                 Err(_) => {
                     println!("test {name} ... FAILED");
                     failed.push(*name);
