@@ -68,6 +68,18 @@ fn child(role: &str) -> ! {
             io::stdout().lock().write_all(b"bye").unwrap();
             std::process::exit(0)
         }
+        // Says it closes its stdin, does, and runs until killed.
+        #[cfg(unix)]
+        "nostdin" => {
+            // SAFETY: closes descriptor 0, which nothing else in this
+            // process uses.
+            io::stdout().lock().write_all(b"closing\n").unwrap();
+            io::stdout().lock().flush().unwrap();
+            unsafe { libc::close(0) };
+            loop {
+                std::thread::park();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -155,6 +167,11 @@ mod tests {
         (
             "no_zombie_after_dropping_loop_and_handle",
             no_zombie_after_dropping_loop_and_handle,
+        ),
+        #[cfg(unix)]
+        (
+            "a_child_closing_its_stdin_is_pipe_lost_without_sigpipe",
+            a_child_closing_its_stdin_is_pipe_lost_without_sigpipe,
         ),
         #[cfg(unix)]
         (
@@ -537,5 +554,72 @@ mod tests {
         let errors = errors.borrow();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("exit status is lost"), "{errors:?}");
+    }
+
+    /// The child closes its stdin and keeps running: writing to it then
+    /// closes the loop's stdin pipe (`pipe_connection_lost(Stdin)`), and
+    /// never raises SIGPIPE, even with SIGPIPE at its default action (which
+    /// would kill this process).
+    #[cfg(unix)]
+    fn a_child_closing_its_stdin_is_pipe_lost_without_sigpipe() {
+        struct Restore(libc::sighandler_t);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: puts back the disposition saved below.
+                unsafe { libc::signal(libc::SIGPIPE, self.0) };
+            }
+        }
+        // SAFETY: SIG_DFL is a valid disposition; the old one is restored.
+        let _restore = Restore(unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) });
+
+        struct Writer {
+            rec: Rc<RefCell<Rec>>,
+        }
+        impl SubprocessProtocol for Writer {
+            fn pipe_data_received(
+                &mut self,
+                t: &mut SubprocessTransport<'_>,
+                _: Pipe,
+                data: &[u8],
+            ) -> anyhow::Result<()> {
+                assert_eq!(data, b"closing\n");
+                // More than the pipe holds: what it takes now, the rest
+                // queued; once the child has closed its stdin, a write
+                // fails with EPIPE (now, or when the rest is flushed).
+                t.write(&[7; 100_000])?;
+                Ok(())
+            }
+            fn pipe_connection_lost(
+                &mut self,
+                t: &mut SubprocessTransport<'_>,
+                pipe: Pipe,
+                error: Option<io::Error>,
+            ) -> anyhow::Result<()> {
+                let mut event = format!("lost:{pipe:?}");
+                if let Some(e) = error {
+                    event += &format!(":{:?}", e.kind());
+                }
+                self.rec.borrow_mut().events.push(event);
+                if pipe == Pipe::Stdin {
+                    t.kill()?;
+                }
+                Ok(())
+            }
+            fn process_exited(&mut self, t: &mut SubprocessTransport<'_>) -> anyhow::Result<()> {
+                let mut rec = self.rec.borrow_mut();
+                rec.events.push("exited".into());
+                rec.status = t.returncode();
+                Ok(())
+            }
+        }
+        let rec = Rc::new(RefCell::new(Rec::default()));
+        let mut lp = EventLoop::new().unwrap();
+        spawn_subprocess(&mut lp, command("nostdin"), Writer { rec: rec.clone() }).unwrap();
+        run(&mut lp);
+        let rec = rec.borrow();
+        assert_all_lost_then_exited(&rec.events);
+        assert_eq!(rec.events[0], "lost:Stdin:BrokenPipe", "{:?}", rec.events);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(rec.status.unwrap().signal(), Some(libc::SIGKILL));
     }
 }

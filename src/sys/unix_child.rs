@@ -3,10 +3,17 @@
 //!
 //! - stdout and stderr are the pipes `std` makes, their read ends set
 //!   non-blocking with fcntl(2);
-//! - stdin is a Unix socket pair, not a pipe: the loop writes its end with
-//!   `send(MSG_NOSIGNAL)` (`SO_NOSIGPIPE` on Apple), so a child that closed
-//!   its stdin never kills the parent with SIGPIPE, and the loop's end turns
-//!   readable (end of stream) when the child's end closes;
+//! - stdin: on Linux and Android a pipe too, written with SIGPIPE blocked
+//!   in the writing thread for the write (and a SIGPIPE it raised consumed
+//!   with `sigtimedwait`), so a child that closed its stdin never kills the
+//!   parent; the loop watches the write end for readability, which the
+//!   kernel reports (as an error) once the read end is closed. Elsewhere a
+//!   Unix socket pair written with `send(MSG_NOSIGNAL)` (`SO_NOSIGPIPE` on
+//!   Apple), whose end turns readable (end of stream) when the child's
+//!   closes. (Not a socket on Linux: a child that `splice(2)`s from a
+//!   socket into a pipe, as Rust's `io::copy(stdin, stdout)` does, holds
+//!   that pipe's lock while it waits for input, and the loop's
+//!   non-blocking read of the child's stdout would then block.)
 //! - the exit notice is a socket pair whose other end a small thread holds
 //!   while it blocks in `waitid(P_PID, pid, WEXITED | WNOWAIT)`: it drops
 //!   its end when the child has exited, which makes the loop's end readable.
@@ -21,11 +28,16 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 use super::{quiet_pair, SEND_FLAGS};
 
 /// The loop's end of a child's stdout or stderr.
 pub(crate) type ReadPipe = std::fs::File;
 /// The loop's end of a child's stdin.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) type WritePipe = std::fs::File;
+/// The loop's end of a child's stdin.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) type WritePipe = UnixStream;
 /// Readable (end of stream) once the child has exited.
 pub(crate) type ExitNotice = UnixStream;
@@ -56,17 +68,27 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 /// Spawns `command` with its stdio connected to the loop, and the thread
 /// that notices its exit.
 pub(crate) fn spawn(mut command: Command) -> io::Result<Spawned> {
-    let (stdin, theirs) = quiet_pair()?;
-    theirs.set_nonblocking(false)?;
-    command
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    command.stdin(Stdio::piped());
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let stdin = {
+        let (stdin, theirs) = quiet_pair()?;
+        theirs.set_nonblocking(false)?;
+        command.stdin(Stdio::from(OwnedFd::from(theirs)));
+        stdin
+    };
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn()?;
-    // The child's end of the stdin pair lives in `command`: close it now,
-    // so that the child closing its stdin is seen as end of stream.
+    // The child's end of a stdin socket pair lives in `command`: close it
+    // now, so that the child closing its stdin is seen as end of stream.
     drop(command);
     let taken = (|| {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let stdin = {
+            let stdin = OwnedFd::from(child.stdin.take().expect("piped"));
+            set_nonblocking(&stdin)?;
+            WritePipe::from(stdin)
+        };
         let stdout = OwnedFd::from(child.stdout.take().expect("piped"));
         let stderr = OwnedFd::from(child.stderr.take().expect("piped"));
         set_nonblocking(&stdout)?;
@@ -74,10 +96,10 @@ pub(crate) fn spawn(mut command: Command) -> io::Result<Spawned> {
         let (exit, notify) = UnixStream::pair()?;
         exit.set_nonblocking(true)?;
         spawn_waiter(child.id(), notify)?;
-        Ok((stdout.into(), stderr.into(), exit))
+        Ok((stdin, stdout.into(), stderr.into(), exit))
     })();
     match taken {
-        Ok((stdout, stderr, exit)) => Ok(Spawned {
+        Ok((stdin, stdout, stderr, exit)) => Ok(Spawned {
             child,
             stdin,
             stdout,
@@ -123,6 +145,7 @@ fn spawn_waiter(pid: u32, notify: UnixStream) -> io::Result<()> {
 }
 
 /// Writes to the child's stdin without ever raising SIGPIPE.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn write(pipe: &WritePipe, data: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: send(2) reads `data.len()` bytes from a live slice.
@@ -142,6 +165,59 @@ pub(crate) fn write(pipe: &WritePipe, data: &[u8]) -> io::Result<usize> {
             return Err(e);
         }
     }
+}
+
+/// Writes to the child's stdin pipe without ever raising SIGPIPE: the
+/// signal is blocked in this thread for the write (a write's SIGPIPE goes to
+/// the thread that wrote), and one the write raised is consumed before the
+/// mask is restored (unless one was pending already).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn write(pipe: &WritePipe, data: &[u8]) -> io::Result<usize> {
+    use std::mem::MaybeUninit;
+    use std::ptr;
+
+    let mut sigpipe = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset adds a
+    // valid signal to the initialised set.
+    let sigpipe = unsafe {
+        libc::sigemptyset(sigpipe.as_mut_ptr());
+        libc::sigaddset(sigpipe.as_mut_ptr(), libc::SIGPIPE);
+        sigpipe.assume_init()
+    };
+    // SAFETY: pthread_sigmask reads the initialised `sigpipe` and writes the
+    // old mask into `old`; sigpending fills `pending`.
+    let already = unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &sigpipe, old.as_mut_ptr());
+        libc::sigpending(pending.as_mut_ptr());
+        libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1
+    };
+    let result = loop {
+        // SAFETY: write(2) reads `data.len()` bytes from a live slice.
+        let n = unsafe { libc::write(pipe.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+        if n >= 0 {
+            break Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            break Err(e);
+        }
+    };
+    if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) && !already {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: takes the pending SIGPIPE (blocked, so it waits for us)
+        // without waiting; `sigpipe` is initialised, the info pointer null.
+        while unsafe { libc::sigtimedwait(&sigpipe, ptr::null_mut(), &zero) } < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
+    // SAFETY: restores the mask pthread_sigmask wrote into `old`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), ptr::null_mut()) };
+    result
 }
 
 /// Sends `signal` to the child (which must not have been reaped yet).

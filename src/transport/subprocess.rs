@@ -91,9 +91,13 @@
 //! `returncode()` `None`.)
 //!
 //! # Platforms
-//! On Unix stdout and stderr are pipes, and stdin is a socket pair written
-//! with `MSG_NOSIGNAL` (a child that closed its stdin never raises SIGPIPE
-//! in the parent). On Windows, where `WSAPoll` cannot watch pipes, each pipe
+//! On Unix stdout and stderr are pipes, and so is stdin on Linux, written
+//! with SIGPIPE blocked for the write (a child that closed its stdin never
+//! raises SIGPIPE in the parent); on other Unix systems stdin is a socket
+//! pair written with `MSG_NOSIGNAL`. (A Linux child that `splice(2)`s from
+//! a blocking socket of its own into its stdout holds that pipe's lock
+//! while it waits, which blocks the loop's read of it: a kernel behaviour
+//! no non-blocking descriptor avoids.) On Windows, where `WSAPoll` cannot watch pipes, each pipe
 //! is bridged to a loopback TCP connection by a thread that copies between
 //! them, and a thread waiting on the process handle reports the exit the
 //! same way; `terminate` is `TerminateProcess`, as in asyncio.
@@ -497,8 +501,20 @@ fn on_stdin<P: SubprocessProtocol<B>, B: Backend>(
 ) -> anyhow::Result<()> {
     let mut inner = shared.borrow_mut();
     let core = &mut inner.core;
-    if mask.is_readable() {
-        // The child never writes here: readable means its end closed.
+    // Writable first: when the child has closed its end, the write reports
+    // how (EPIPE) for what is still queued.
+    if mask.is_writable() {
+        match core.flush_stdin(pipe) {
+            Ok(()) if core.stdin_buf.is_empty() && core.stdin_closing => {
+                core.close_pipe(lp, Pipe::Stdin, None)
+            }
+            Ok(()) => {}
+            Err(e) => core.close_pipe(lp, Pipe::Stdin, Some(e)),
+        }
+    }
+    if mask.is_readable() && core.stdin.is_some() {
+        // The child never writes here: readable means its end closed (a
+        // pipe's write end reports that as an error, and cannot be read).
         let mut scratch = [0u8; 256];
         match (&*pipe).read(&mut scratch) {
             Ok(n) if n > 0 => {}
@@ -513,15 +529,6 @@ fn on_stdin<P: SubprocessProtocol<B>, B: Backend>(
                 });
                 core.close_pipe(lp, Pipe::Stdin, error);
             }
-        }
-    }
-    if mask.is_writable() && core.stdin.is_some() {
-        match core.flush_stdin(pipe) {
-            Ok(()) if core.stdin_buf.is_empty() && core.stdin_closing => {
-                core.close_pipe(lp, Pipe::Stdin, None)
-            }
-            Ok(()) => {}
-            Err(e) => core.close_pipe(lp, Pipe::Stdin, Some(e)),
         }
     }
     act(lp, &mut inner, |_, _, _| Ok(()))
