@@ -20,7 +20,7 @@ use selectloop::transport::subprocess::{
     spawn_subprocess, Pipe, Subprocess, SubprocessProtocol, SubprocessTransport,
 };
 #[cfg(feature = "event-loop")]
-use selectloop::EventLoop;
+use selectloop::{Backend, DefaultBackend, EventLoop};
 
 const ROLE: &str = "SELECTLOOP_TEST_CHILD";
 
@@ -133,6 +133,15 @@ mod tests {
 
     pub const ALL: &[(&str, fn())] = &[
         (
+            "cat_on_the_poll_backend",
+            cat_on::<selectloop::selector::PollBackend>,
+        ),
+        #[cfg(unix)]
+        (
+            "cat_on_the_select_backend",
+            cat_on::<selectloop::selector::SelectBackend>,
+        ),
+        (
             "cat_echoes_every_byte_of_stdin",
             cat_echoes_every_byte_of_stdin,
         ),
@@ -196,16 +205,17 @@ mod tests {
         status: Option<ExitStatus>,
     }
 
-    type OnMade = Box<dyn FnOnce(&mut SubprocessTransport<'_>) -> anyhow::Result<()>>;
+    type OnMade<B = DefaultBackend> =
+        Box<dyn FnOnce(&mut SubprocessTransport<'_, B>) -> anyhow::Result<()>>;
 
-    struct Recorder {
+    struct Recorder<B: Backend = DefaultBackend> {
         rec: Rc<RefCell<Rec>>,
-        on_made: Option<OnMade>,
+        on_made: Option<OnMade<B>>,
         fail_on_data: bool,
     }
 
-    impl SubprocessProtocol for Recorder {
-        fn connection_made(&mut self, t: &mut SubprocessTransport<'_>) -> anyhow::Result<()> {
+    impl<B: Backend> SubprocessProtocol<B> for Recorder<B> {
+        fn connection_made(&mut self, t: &mut SubprocessTransport<'_, B>) -> anyhow::Result<()> {
             assert!(t.returncode().is_none());
             match self.on_made.take() {
                 Some(f) => f(t),
@@ -215,7 +225,7 @@ mod tests {
 
         fn pipe_data_received(
             &mut self,
-            _t: &mut SubprocessTransport<'_>,
+            _t: &mut SubprocessTransport<'_, B>,
             pipe: Pipe,
             data: &[u8],
         ) -> anyhow::Result<()> {
@@ -233,7 +243,7 @@ mod tests {
 
         fn pipe_connection_lost(
             &mut self,
-            t: &mut SubprocessTransport<'_>,
+            t: &mut SubprocessTransport<'_, B>,
             pipe: Pipe,
             error: Option<io::Error>,
         ) -> anyhow::Result<()> {
@@ -248,7 +258,7 @@ mod tests {
             Ok(())
         }
 
-        fn process_exited(&mut self, t: &mut SubprocessTransport<'_>) -> anyhow::Result<()> {
+        fn process_exited(&mut self, t: &mut SubprocessTransport<'_, B>) -> anyhow::Result<()> {
             let mut rec = self.rec.borrow_mut();
             rec.events.push("exited".into());
             rec.status = t.returncode();
@@ -256,7 +266,7 @@ mod tests {
         }
     }
 
-    fn recorder(on_made: Option<OnMade>) -> (Recorder, Rc<RefCell<Rec>>) {
+    fn recorder<B: Backend>(on_made: Option<OnMade<B>>) -> (Recorder<B>, Rc<RefCell<Rec>>) {
         let rec = Rc::new(RefCell::new(Rec::default()));
         (
             Recorder {
@@ -269,7 +279,7 @@ mod tests {
     }
 
     /// Runs the loop to completion, failing (not hanging) after LIMIT.
-    fn run(lp: &mut EventLoop) {
+    fn run<B: Backend>(lp: &mut EventLoop<B>) {
         let handle = lp.handle();
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let watchdog = std::thread::spawn(move || {
@@ -328,6 +338,24 @@ mod tests {
         );
         assert!(rec.status.unwrap().success());
         assert_eq!(child.returncode(), rec.status);
+    }
+
+    /// Stdin, stdout, stderr and the exit through another backend.
+    fn cat_on<B: Backend>() {
+        let data = pattern(5, 200_000);
+        let sent = data.clone();
+        let (proto, rec) = recorder::<B>(Some(Box::new(move |t| {
+            t.write(&sent)?;
+            t.close_stdin();
+            Ok(())
+        })));
+        let mut lp = EventLoop::<B>::with_backend().unwrap();
+        spawn_subprocess(&mut lp, command("cat"), proto).unwrap();
+        run(&mut lp);
+        let rec = rec.borrow();
+        assert!(rec.out == data, "stdout differs");
+        assert_all_lost_then_exited(&rec.events);
+        assert!(rec.status.unwrap().success());
     }
 
     fn stdout_and_stderr_per_pipe_and_exit_code() {

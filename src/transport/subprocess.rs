@@ -389,10 +389,12 @@ impl<B: Backend> SubprocessTransport<'_, B> {
     /// and `process_exited` follows.
     pub fn close(&mut self) {
         self.core.closed = true;
+        // Killed first: a child that ends on end of file must not exit
+        // cleanly in between.
+        let _ = self.core.kill_if_running();
         for pipe in [Pipe::Stdin, Pipe::Stdout, Pipe::Stderr] {
             self.core.close_pipe(self.lp, pipe, None);
         }
-        let _ = self.core.kill_if_running();
     }
 
     /// True once [`close`](SubprocessTransport::close) was called.
@@ -453,11 +455,13 @@ fn act<P: SubprocessProtocol<B>, B: Backend, R>(
         }
         Err(error) => {
             core.failed = true;
+            // Killed before its stdin closes, so that it cannot end on its
+            // own (on end of file) first.
+            let _ = core.kill_if_running();
             for pipe in [Pipe::Stdin, Pipe::Stdout, Pipe::Stderr] {
                 core.close_pipe(lp, pipe, None);
             }
             core.lost.clear();
-            let _ = core.kill_if_running();
             Err(error)
         }
     }
