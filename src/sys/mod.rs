@@ -28,6 +28,12 @@ cfg_if::cfg_if! {
     }
 }
 
+/// A child process's stdio and exit as loop sources (`transport::subprocess`).
+#[cfg(feature = "transport")]
+#[cfg_attr(unix, path = "unix_child.rs")]
+#[cfg_attr(windows, path = "windows_child.rs")]
+pub(crate) mod child;
+
 use std::time::Duration;
 
 /// A timeout as poll(2) / WSAPoll / epoll want it: milliseconds, rounded up so

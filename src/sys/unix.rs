@@ -67,9 +67,9 @@ pub(crate) fn quiet_pair() -> io::Result<(UnixStream, UnixStream)> {
 /// `send(2)` flags: never block, never raise SIGPIPE (Apple: `SO_NOSIGPIPE`
 /// on the socket instead, set by [`quiet_pair`]).
 #[cfg(not(target_vendor = "apple"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 #[cfg(target_vendor = "apple")]
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
 
 /// Sends one byte on an end of a [`quiet_pair`]: never blocks, never raises
 /// SIGPIPE. Only calls send(2), so it is async-signal-safe (the signal

@@ -2,6 +2,11 @@
 //! buffers what it cannot send yet, and calls the user's [`Protocol`] with
 //! what arrives. A server is a protocol of a few lines.
 //!
+//! Streams (TCP, Unix stream sockets) are here, with [`Protocol`] and
+//! [`Transport`]; datagrams (UDP, Unix datagram sockets) are in
+//! [`datagram`] (`DatagramProtocol`), and child processes with piped stdin,
+//! stdout and stderr in [`subprocess`] (`SubprocessProtocol`).
+//!
 //! ```
 //! use std::io::{Read, Write};
 //! use selectloop::transport::{self, Protocol, Transport};
@@ -119,3 +124,6 @@ pub use self::unix::connect_unix_abstract;
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use self::unix::{connect_unix, serve_unix};
+
+pub mod datagram;
+pub mod subprocess;
