@@ -59,6 +59,8 @@
 //! | the examples' parsers hold their properties on any input | `fuzz/` (`.ci/fuzz`), replayed on stable by `fuzz_corpus.rs` |
 //! | a transport never blocks, buffers at most high water + one read for a flow-controlled echo to a peer that never reads, and delivers every byte | `transport.rs` (Python asyncio and socket clients, a peer that never reads, half-close, resets, failed connects), `echo_protocol.rs` |
 //! | no allocation per message on a warm transport; heap per idle connection bounded | `transport_alloc.rs` |
+//! | a datagram endpoint's `send_to` never blocks: straight through, queued up to its limit, then refused; an ICMP refusal is `error_received` and the endpoint goes on | `datagram.rs::bounded_send_queue_queues_refuses_drains_in_order`, `icmp_port_unreachable_is_error_received_and_the_endpoint_keeps_working` (Unix), every byte with Rust and Python clients over UDP and Unix datagrams |
+//! | a child process is never left a zombie; `process_exited` comes after every pipe closed and the status is known | `subprocess.rs::no_zombie_after_dropping_loop_and_handle`, `process_exited_waits_for_pipes_a_grandchild_holds`, `many_concurrent_children` |
 //! | idle chat clients are dropped | `chat.rs::an_idle_client_is_told_and_closed_while_active_ones_stay` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(
