@@ -14,7 +14,7 @@
 //!    below masks with the key's events as it looks the key up anyway, so a
 //!    second pass would only repeat that lookup. For the others (kqueue
 //!    reports reading and writing apart) the pass masks each pair and merges
-//!    duplicates, marking each reported slot with the batch and its position;
+//!    duplicates, finding a slot's first entry through a scratch table;
 //! 3. [`Selector::select`] lends `ready` out as [`Ready`];
 //!    [`Selector::select_into`] copies it into the caller's [`Events`], each
 //!    event stamped with its registration's generation, and the event loop
@@ -52,10 +52,6 @@ pub(crate) struct Slot<F, D> {
     /// The batch (`select` call) current when this slot was registered:
     /// that batch's events predate it.
     born: u64,
-    /// Merging backends only: the batch that last reported this slot, and
-    /// where in `ready`.
-    seen: u64,
-    pos: u32,
     /// Taken out of the backend for now (the event loop's `pause`).
     paused: bool,
 }
@@ -81,6 +77,8 @@ pub struct BaseSelector<B: Backend, F = AnySource, D = ()> {
     slots: Slab<Slot<F, D>>,
     fds: FdTable,
     ready: Vec<(usize, Interest)>,
+    /// Merging backends only: scratch of `select_slots`, by slot.
+    merge: Vec<u32>,
     batch: u64,
     wake: Arc<WakeState>,
 }
@@ -111,6 +109,7 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
             slots: Slab::new(),
             fds: FdTable::new(),
             ready: Vec::new(),
+            merge: Vec::new(),
             batch: 0,
             wake,
         })
@@ -182,8 +181,6 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
             },
             gen,
             born: self.batch,
-            seen: 0,
-            pos: 0,
             paused: false,
         });
         self.fds.insert(fd, token);
@@ -269,26 +266,37 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
                 .is_some_and(|s| raw.intersection(s.key.events).is_some())));
             return Ok(());
         }
+        // `merge[slot]` is 1 + the slot's position in the merged list while
+        // this pass runs, 0 otherwise (kept off `Slot`: only merging
+        // backends pay for it).
         let mut kept = 0;
         for i in 0..self.ready.len() {
             let (token, raw) = self.ready[i];
-            let Some(slot) = self.slots.get_mut(token) else {
+            let Some(slot) = self.slots.get(token) else {
                 continue;
             };
             let Some(mask) = raw.intersection(slot.key.events) else {
                 continue;
             };
-            if slot.seen == self.batch {
-                let seen = &mut self.ready[slot.pos as usize].1;
-                *seen = *seen | mask;
-            } else {
-                slot.seen = self.batch;
-                slot.pos = kept as u32;
-                self.ready[kept] = (token, mask);
-                kept += 1;
+            if self.merge.len() <= token {
+                self.merge.resize(token + 1, 0);
+            }
+            match self.merge[token] {
+                0 => {
+                    self.ready[kept] = (token, mask);
+                    kept += 1;
+                    self.merge[token] = kept as u32;
+                }
+                at => {
+                    let seen = &mut self.ready[at as usize - 1].1;
+                    *seen = *seen | mask;
+                }
             }
         }
         self.ready.truncate(kept);
+        for &(token, _) in &self.ready {
+            self.merge[token] = 0;
+        }
         Ok(())
     }
 
@@ -622,6 +630,8 @@ mod tests {
         Nothing,
         /// Reports `(token, readiness)`.
         Ready(usize, Interest),
+        /// Reports all of these in one wait (a token may repeat, as kqueue's do).
+        Batch(Vec<(usize, Interest)>),
         /// Fails with another error.
         Fail,
     }
@@ -691,6 +701,10 @@ mod tests {
                     ready.push((token, readiness));
                     Ok(())
                 }
+                Some(Step::Batch(batch)) => {
+                    ready.extend(batch);
+                    Ok(())
+                }
                 Some(Step::Fail) => Err(io::Error::new(io::ErrorKind::InvalidData, "scripted")),
                 None => {
                     std::thread::sleep(timeout.expect("scripted tests pass a timeout"));
@@ -711,6 +725,40 @@ mod tests {
             ("select", |s, t| s.select(t).map(|ready| ready.len())),
             ("select_into", |s, t| s.select_into(&mut Events::new(), t)),
         ]
+    }
+
+    /// A backend that reports a key more than once per wait (kqueue: one
+    /// event per filter) gets it merged: each key once, in the order of its
+    /// first report, with the union of its events within its interest; and
+    /// the merge leaves nothing behind for the next wait.
+    #[test]
+    fn a_merging_backend_reports_each_key_once_with_the_union_of_its_events() {
+        use crate::EVENT_WRITE;
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sel: ScriptedSelector<'_> = BaseSelector::new().unwrap();
+        sel.register(&a, EVENT_READ | EVENT_WRITE, ()).unwrap(); // slot 0
+        sel.register(&b, EVENT_READ, ()).unwrap(); // slot 1
+        let both = EVENT_READ | EVENT_WRITE;
+        sel.backend.as_mut().unwrap().steps = vec![
+            Step::Batch(vec![
+                (0, EVENT_READ),
+                (1, both),
+                (0, EVENT_WRITE),
+                (1, EVENT_READ),
+            ]),
+            Step::Batch(vec![(1, EVENT_WRITE), (0, EVENT_WRITE), (1, EVENT_READ)]),
+        ]
+        .into();
+        let (fa, fb) = (a.fileno(), b.fileno());
+        let mut select = || -> Vec<(Fd, Interest)> {
+            let ready = sel.select(Some(Duration::from_secs(5))).unwrap();
+            ready.map(|(key, mask)| (key.fd, mask)).collect()
+        };
+        assert_eq!(select(), [(fa, both), (fb, EVENT_READ)]);
+        // b's EVENT_WRITE is outside its interest (dropped, so a comes first),
+        // and a's merge position from the last wait is gone.
+        assert_eq!(select(), [(fa, EVENT_WRITE), (fb, EVENT_READ)]);
     }
 
     fn scripted<'a>(listener: &'a TcpListener, steps: Vec<Step>) -> ScriptedSelector<'a> {
