@@ -153,11 +153,11 @@ fn timers(c: &mut Criterion) {
 
 fn benches(c: &mut Criterion) {
     select_idle_polling(c);
-    select_idle::<EpollBackend>(c, "EpollBackend (epoll, direct)");
+    select_idle::<EpollBackend>(c, "EpollBackend (epoll direct)");
     select_idle::<NativeBackend>(c, "NativeBackend (epoll through polling)");
     select_idle::<PollBackend>(c, "PollBackend (poll)");
     select_idle::<SelectBackend>(c, "SelectBackend (select)");
-    register_modify_unregister::<EpollBackend>(c, "EpollBackend (epoll, direct)");
+    register_modify_unregister::<EpollBackend>(c, "EpollBackend (epoll direct)");
     register_modify_unregister::<NativeBackend>(c, "NativeBackend (epoll through polling)");
     register_modify_unregister::<PollBackend>(c, "PollBackend (poll)");
     register_modify_unregister::<SelectBackend>(c, "SelectBackend (select)");
