@@ -24,38 +24,17 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 
 use selectloop::net;
-use selectloop::{EventLoop, IoEvent, LoopGroup, EVENT_READ, EVENT_WRITE};
+use selectloop::{EventLoop, IoEvent, EVENT_READ, EVENT_WRITE};
 
 mod support;
 
 /// Bytes read per `read` call, and so the most a connection ever buffers.
 const CHUNK: usize = 64 * 1024;
 
-struct Options {
-    addr: String,
-    threads: usize,
-    upper: bool,
-}
+#[path = "support/echo_common.rs"]
+mod echo_common;
 
 const USAGE: &str = "usage: echo [--addr HOST:PORT] [--threads N] [--upper]";
-
-fn parse_args() -> anyhow::Result<Options> {
-    let mut options = Options {
-        addr: "127.0.0.1:9999".into(),
-        threads: 1,
-        upper: false,
-    };
-    let mut args = support::Args::from_env(USAGE);
-    while let Some(flag) = args.next_flag()? {
-        match flag.as_str() {
-            "--addr" => options.addr = args.value()?,
-            "--threads" => options.threads = args.positive()?,
-            "--upper" => options.upper = true,
-            _ => return Err(args.unknown()),
-        }
-    }
-    Ok(options)
-}
 
 /// One client: what it sent that it has not yet taken back.
 struct Conn {
@@ -177,24 +156,5 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
 }
 
 fn main() -> anyhow::Result<()> {
-    support::init_logger();
-    let options = parse_args()?;
-    let listener = support::listen(&options.addr)?;
-    let addr = listener.local_addr()?;
-
-    // `listening on` goes out only once every loop has its Ctrl-C handler.
-    let upper = options.upper;
-    if options.threads == 1 {
-        let mut lp = EventLoop::new()?;
-        setup(&mut lp, listener, upper)?;
-        support::announce(addr)?;
-        lp.run()?;
-    } else {
-        let group = LoopGroup::spawn(options.threads, move |lp, _index| {
-            setup(lp, listener.try_clone()?, upper)
-        })?;
-        support::announce(addr)?;
-        group.join()?;
-    }
-    Ok(())
+    echo_common::main(USAGE, setup)
 }
