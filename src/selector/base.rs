@@ -122,16 +122,6 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         self.fds.get(fd).ok_or(Error::NotRegistered { fd })
     }
 
-    /// The slot of the registration `event` was reported for, if it is
-    /// still registered.
-    fn slot_for(&self, event: &Event) -> Option<usize> {
-        let (slot, gen) = event.stamp();
-        match self.slots.get(slot) {
-            Some(s) if s.gen == gen => Some(slot),
-            _ => None,
-        }
-    }
-
     /// Registers like [`Selector::register`] and returns the registration's
     /// slot, a small integer that stays valid until it is unregistered. On
     /// failure the object and the data come back with the error.
@@ -420,11 +410,6 @@ impl<B: Backend, F: Source, D> BaseSelector<B, F, D> {
         self.slots.get(slot).is_some_and(|s| s.paused)
     }
 
-    /// The key in `slot`, mutably (the event loop swaps callbacks in and out).
-    pub(crate) fn key_mut(&mut self, slot: usize) -> Option<&mut SelectorKey<F, D>> {
-        self.slots.get_mut(slot).map(|s| &mut s.key)
-    }
-
     /// The key in `slot`.
     pub(crate) fn key(&self, slot: usize) -> Option<&SelectorKey<F, D>> {
         self.slots.get(slot).map(|s| &s.key)
@@ -539,13 +524,13 @@ impl<B: Backend, F: Source, D> Selector for BaseSelector<B, F, D> {
     }
 
     fn key_for(&self, event: &Event) -> Option<&SelectorKey<F, D>> {
-        let slot = self.slot_for(event)?;
-        Some(&self.slots[slot].key)
+        let (slot, gen) = event.stamp();
+        self.live_key(slot, gen)
     }
 
     fn data_for_mut(&mut self, event: &Event) -> Option<&mut D> {
-        let slot = self.slot_for(event)?;
-        Some(&mut self.slots[slot].key.data)
+        let (slot, gen) = event.stamp();
+        self.live_key_mut(slot, gen).map(|key| &mut key.data)
     }
 
     fn get_key(&self, fd: Fd) -> Result<&SelectorKey<F, D>> {
