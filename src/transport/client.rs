@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::stream::{start, Protocol, Stream};
+use super::stream::{start, Protocol, Stream, Upgrade};
 use crate::net::{connect_nonblocking, finish_connect};
 use crate::{Backend, CallHandle, EventLoop, Token, EVENT_WRITE};
 
@@ -15,6 +15,8 @@ use crate::{Backend, CallHandle, EventLoop, Token, EVENT_WRITE};
 /// addresses left, and why the last one failed.
 struct Attempt<P> {
     protocol: Option<P>,
+    /// A TLS connection's session, handed to the stream once connected.
+    tls: Option<Upgrade>,
     addrs: std::vec::IntoIter<SocketAddr>,
     timeout: Option<Duration>,
     last_error: Option<io::Error>,
@@ -92,9 +94,25 @@ where
     B: Backend,
     P: Protocol<B>,
 {
+    connect_with(lp, addr, timeout, protocol, None)
+}
+
+/// [`connect`], the stream starting with `tls` (a TLS session) if given.
+pub(crate) fn connect_with<B, P>(
+    lp: &mut EventLoop<B>,
+    addr: &str,
+    timeout: Option<Duration>,
+    protocol: P,
+    tls: Option<Upgrade>,
+) -> crate::Result<()>
+where
+    B: Backend,
+    P: Protocol<B>,
+{
     let attempt = |addrs: Vec<SocketAddr>| {
         Rc::new(RefCell::new(Attempt {
             protocol: Some(protocol),
+            tls,
             addrs: addrs.into_iter(),
             timeout,
             last_error: None,
@@ -202,9 +220,12 @@ fn connected<B: Backend, P: Protocol<B>>(
             let shared = shared.clone();
             lp.call_soon(move |lp| {
                 let stream = lp.take(me)?;
-                let protocol = shared.borrow_mut().protocol.take();
+                let (protocol, tls) = {
+                    let mut st = shared.borrow_mut();
+                    (st.protocol.take(), st.tls.take())
+                };
                 if let Some(protocol) = protocol {
-                    if let Err((e, mut protocol)) = start(lp, Stream::Tcp(stream), protocol) {
+                    if let Err((e, mut protocol)) = start(lp, Stream::Tcp(stream), protocol, tls) {
                         protocol.connection_failed(lp, e.into());
                     }
                 }

@@ -127,3 +127,6 @@ pub use self::unix::{connect_unix, serve_unix};
 
 pub mod datagram;
 pub mod subprocess;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;

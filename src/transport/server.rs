@@ -64,7 +64,7 @@ where
     F: FnMut() -> P + 'static,
 {
     serve_listener(lp, listener, move |lp, stream, _peer| {
-        start(lp, Stream::Tcp(stream), factory()).map_err(|(e, _protocol)| e)?;
+        start(lp, Stream::Tcp(stream), factory(), None).map_err(|(e, _protocol)| e)?;
         Ok(())
     })
 }

@@ -115,11 +115,26 @@ pub trait Protocol<B: Backend = DefaultBackend>: Sized + 'static {
     /// A connection opened by [`connect`](super::connect) (or
     /// `connect_unix`) failed: the name did not resolve, every address
     /// refused or timed out, or the socket could not be made. asyncio raises
-    /// this from `create_connection`. The default logs it as a warning
+    /// this from `create_connection`. A TLS connection (a client's or a
+    /// server's) whose handshake fails or times out gets it too, with the
+    /// error: its protocol never got `connection_made`. The default logs it as a warning
     /// (through `log`, or on standard error without a logger).
     fn connection_failed(&mut self, lp: &mut EventLoop<B>, error: io::Error) {
         let _ = lp;
-        emit(log::Level::Warn, format_args!("connect failed: {error}"));
+        emit(log::Level::Warn, format_args!("connection failed: {error}"));
+    }
+
+    /// The handshake of a [`start_tls_server`](Transport::start_tls_server)
+    /// or [`start_tls_client`](Transport::start_tls_client) upgrade is done:
+    /// what is read and written from here on is protected, and
+    /// [`Transport::tls`] tells what was negotiated. (A connection that was
+    /// TLS from the start gets [`connection_made`](Protocol::connection_made)
+    /// at this point instead.) If the upgrade's handshake fails, the
+    /// connection is lost with the error.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    fn tls_started(&mut self, t: &mut Transport<'_, Self, B>) {
+        let _ = t;
     }
 }
 
@@ -161,12 +176,12 @@ impl Stream {
         }
     }
 
-    fn send_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub(super) fn send_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         SockRef::from(self).send_vectored_with_flags(slices, SEND_FLAGS)
     }
 
     #[inline]
-    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(super) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => (&*s).read(buf),
             #[cfg(unix)]
@@ -247,12 +262,12 @@ impl fmt::Display for Addr {
 
 /// What the transport knows of its connection: the socket, the bytes not yet
 /// sent, and where each direction stands.
-struct State {
+pub(super) struct State {
     stream: Stream,
     /// Queued chunks; the first one is sent from `out_off` on.
     out: VecDeque<Vec<u8>>,
     out_off: usize,
-    out_len: usize,
+    pub(super) out_len: usize,
     /// A drained chunk, kept for the next write that has to queue.
     spare: Option<Vec<u8>>,
     high: usize,
@@ -266,36 +281,51 @@ struct State {
     /// What the loop watches the socket for: [`WATCH_READ`] and
     /// [`WATCH_WRITE`] bits; 0 while the source is paused.
     watching: u8,
+    /// The TLS session of a TLS connection: what is read goes through it
+    /// before the protocol sees it, what the protocol writes before the
+    /// socket does. Boxed: a plain connection pays one pointer.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Box<super::tls::Session>>,
 }
 
 const WATCH_READ: u8 = 1;
 const WATCH_WRITE: u8 = 2;
 
 /// The protocol paused reading.
-const F_READ_PAUSED: u16 = 1;
+pub(super) const F_READ_PAUSED: u16 = 1;
 /// The peer's end of stream arrived.
-const F_EOF_RECEIVED: u16 = 1 << 1;
+pub(super) const F_EOF_RECEIVED: u16 = 1 << 1;
 /// `write_eof` was asked for ...
-const F_WRITE_EOF: u16 = 1 << 2;
+pub(super) const F_WRITE_EOF: u16 = 1 << 2;
 /// ... and done.
 const F_SHUT_WR: u16 = 1 << 3;
 /// `close` was asked for: close once flushed.
-const F_CLOSING: u16 = 1 << 4;
-const F_ABORTED: u16 = 1 << 5;
+pub(super) const F_CLOSING: u16 = 1 << 4;
+pub(super) const F_ABORTED: u16 = 1 << 5;
 /// `error` holds an error.
-const F_FAILED: u16 = 1 << 6;
+pub(super) const F_FAILED: u16 = 1 << 6;
 /// `connection_lost` has been called (or is being called).
-const F_LOST: u16 = 1 << 7;
+pub(super) const F_LOST: u16 = 1 << 7;
 /// The write buffer is above the high-water mark ...
 const F_WRITING_PAUSED: u16 = 1 << 8;
 /// ... and the protocol has been told so.
 const F_TOLD_PAUSED: u16 = 1 << 9;
 /// What the socket should be watched for may have changed (reading paused
 /// or resumed, end of stream, bytes queued or sent): `settle` looks.
-const F_DIRTY: u16 = 1 << 10;
+pub(super) const F_DIRTY: u16 = 1 << 10;
+/// The protocol's `connection_made` has been called (a TLS connection's is
+/// called once its handshake is done): losing the connection now calls
+/// `connection_lost`; before, `connection_failed`.
+pub(super) const F_MADE: u16 = 1 << 11;
+/// A TLS connection's `close_notify` has been queued.
+#[cfg(feature = "tls")]
+pub(super) const F_NOTIFIED: u16 = 1 << 12;
+/// Nothing more is sent, not even a TLS alert.
+#[cfg(feature = "tls")]
+pub(super) const DEAD: u16 = F_ABORTED | F_FAILED | F_LOST;
 
 /// Writes are ignored.
-const NO_WRITE: u16 = F_WRITE_EOF | F_CLOSING | F_ABORTED | F_FAILED | F_LOST;
+pub(super) const NO_WRITE: u16 = F_WRITE_EOF | F_CLOSING | F_ABORTED | F_FAILED | F_LOST;
 /// A readable socket is not read.
 const NO_READ: u16 = F_READ_PAUSED | F_EOF_RECEIVED | F_CLOSING | F_ABORTED | F_FAILED | F_LOST;
 /// Something for `settle` to do besides watching the socket.
@@ -322,16 +352,18 @@ impl State {
             flags: 0,
             error: None,
             watching: WATCH_READ,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
     #[inline(always)]
-    fn has(&self, flags: u16) -> bool {
+    pub(super) fn has(&self, flags: u16) -> bool {
         self.flags & flags != 0
     }
 
     #[inline(always)]
-    fn set(&mut self, flags: u16) {
+    pub(super) fn set(&mut self, flags: u16) {
         self.flags |= flags;
     }
 
@@ -340,7 +372,7 @@ impl State {
         self.flags &= !flags;
     }
 
-    fn fail(&mut self, error: io::Error) {
+    pub(super) fn fail(&mut self, error: io::Error) {
         self.set(F_FAILED);
         self.error = Some(error);
     }
@@ -373,6 +405,59 @@ impl State {
         if data.is_empty() || self.has(NO_WRITE) {
             return;
         }
+        self.send_or_queue(data);
+    }
+
+    /// Bytes of the transport's own (a TLS record, an alert, a
+    /// `close_notify`): sent after a close or `write_eof` too, but not once
+    /// the connection is aborted, failed or lost.
+    #[cfg(feature = "tls")]
+    pub(super) fn put(&mut self, data: &[u8]) {
+        if !data.is_empty() && !self.has(DEAD) {
+            self.send_or_queue(data);
+        }
+    }
+
+    /// [`put`](State::put) for several buffers (TLS records): one vectored
+    /// send while nothing is queued, the rest queued. Takes all of them.
+    #[cfg(feature = "tls")]
+    pub(super) fn put_vectored(&mut self, bufs: &[IoSlice<'_>]) -> usize {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if let [one] = bufs {
+            self.put(one);
+            return total;
+        }
+        if total == 0 || self.has(DEAD) {
+            return total;
+        }
+        let mut sent = 0;
+        while self.out_len == 0 {
+            match self.stream.send_vectored(bufs) {
+                Ok(n) => {
+                    sent = n;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.fail(e);
+                    return total;
+                }
+            }
+        }
+        for buf in bufs {
+            if sent >= buf.len() {
+                sent -= buf.len();
+            } else {
+                self.queue(&buf[sent..]);
+                sent = 0;
+            }
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn send_or_queue(&mut self, data: &[u8]) {
         if self.out_len > 0 {
             return self.queue(data); // behind what waits already
         }
@@ -567,11 +652,19 @@ impl<P, B: Backend> Transport<'_, P, B> {
     /// [`connection_lost(Some(error))`](Protocol::connection_lost) once the
     /// current callback returns.
     pub fn write(&mut self, data: &[u8]) {
+        #[cfg(feature = "tls")]
+        if self.state.tls.is_some() {
+            return super::tls::write(self.state, &[data]);
+        }
         self.state.write(data);
     }
 
     /// Sends several buffers as one write (asyncio's `writelines`).
     pub fn write_all_of(&mut self, bufs: &[&[u8]]) {
+        #[cfg(feature = "tls")]
+        if self.state.tls.is_some() {
+            return super::tls::write(self.state, bufs);
+        }
         for buf in bufs {
             self.state.write(buf);
         }
@@ -579,7 +672,9 @@ impl<P, B: Backend> Transport<'_, P, B> {
 
     /// Closes the sending side once everything written is sent (asyncio's
     /// `write_eof`): the peer reads end of stream, and this side keeps
-    /// reading. Later writes are ignored.
+    /// reading. Later writes are ignored. On a TLS connection a
+    /// `close_notify` alert goes first (asyncio's TLS transport cannot
+    /// half-close; TLS 1.3 and rustls can).
     pub fn write_eof(&mut self) {
         self.state.set(F_WRITE_EOF);
     }
@@ -591,7 +686,8 @@ impl<P, B: Backend> Transport<'_, P, B> {
 
     /// Closes the connection once everything written is sent (asyncio's
     /// `close`); reading stops now. The protocol then gets
-    /// [`connection_lost(None)`](Protocol::connection_lost).
+    /// [`connection_lost(None)`](Protocol::connection_lost). A TLS
+    /// connection sends its `close_notify` alert first.
     pub fn close(&mut self) {
         self.state.set(F_CLOSING);
     }
@@ -697,6 +793,17 @@ impl<P, B: Backend> Transport<'_, P, B> {
     pub fn lp(&mut self) -> &mut EventLoop<B> {
         self.lp
     }
+    /// The connection's state, for the TLS layer.
+    #[cfg(feature = "tls")]
+    pub(super) fn state(&self) -> &State {
+        self.state
+    }
+
+    /// The loop and the connection's state, for the TLS layer.
+    #[cfg(feature = "tls")]
+    pub(super) fn parts(&mut self) -> (&mut EventLoop<B>, &mut State) {
+        (self.lp, self.state)
+    }
 }
 
 impl<P> Connection<P> {
@@ -774,11 +881,12 @@ impl<P> Connection<P> {
                 Err(e) => return state.fail(e),
             }
         };
+        #[cfg(feature = "tls")]
+        if state.tls.is_some() {
+            return super::tls::received(protocol, state, lp, token, buf, n);
+        }
         if n == 0 {
-            state.set(F_EOF_RECEIVED | F_DIRTY);
-            if !call(protocol, state, lp, token, |p, t| p.eof_received(t)) {
-                state.set(F_CLOSING);
-            }
+            end_of_stream(protocol, state, lp, token);
         } else {
             call(protocol, state, lp, token, |p, t| {
                 p.data_received(t, &buf[..n])
@@ -789,7 +897,7 @@ impl<P> Connection<P> {
     /// After any protocol call: finishes what the protocol asked for, tells
     /// it about its write buffer, and watches the socket for what is needed.
     #[inline]
-    fn settle<B: Backend>(&mut self, lp: &mut EventLoop<B>, token: StreamToken<P>)
+    pub(super) fn settle<B: Backend>(&mut self, lp: &mut EventLoop<B>, token: StreamToken<P>)
     where
         P: Protocol<B>,
     {
@@ -811,6 +919,12 @@ impl<P> Connection<P> {
             if st.has(F_FAILED | F_ABORTED) {
                 let error = st.error.take();
                 return self.lose(lp, token, error);
+            }
+            #[cfg(feature = "tls")]
+            if st.has(F_WRITE_EOF | F_CLOSING) && !st.has(F_NOTIFIED) && st.tls.is_some() {
+                st.set(F_NOTIFIED);
+                super::tls::close_notify(st);
+                continue; // the alert's send may have failed
             }
             if st.out_len == 0 && st.has(F_WRITE_EOF) && !st.has(F_SHUT_WR) {
                 st.set(F_SHUT_WR);
@@ -889,14 +1003,46 @@ impl<P> Connection<P> {
         st.set(F_LOST);
         st.drop_buffer();
         st.spare = None;
+        #[cfg(feature = "tls")]
+        super::tls::lost(st);
         let _ = lp.unregister(token);
+        if !st.has(F_MADE) {
+            // A TLS handshake that failed: the protocol never heard of a
+            // connection.
+            let error = error.unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the connection closed during the TLS handshake",
+                )
+            });
+            return self.protocol.connection_failed(lp, error);
+        }
         self.call(lp, token, |p, t| p.connection_lost(t, error));
+    }
+
+    /// The state, for the TLS layer's timer.
+    #[cfg(feature = "tls")]
+    pub(super) fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+/// The peer's end of stream: the protocol says whether to stay half-open.
+pub(super) fn end_of_stream<P: Protocol<B>, B: Backend>(
+    protocol: &mut P,
+    state: &mut State,
+    lp: &mut EventLoop<B>,
+    token: StreamToken<P>,
+) {
+    state.set(F_EOF_RECEIVED | F_DIRTY);
+    if !call(protocol, state, lp, token, |p, t| p.eof_received(t)) {
+        state.set(F_CLOSING);
     }
 }
 
 /// Calls the protocol with a [`Transport`] on `state`.
 #[inline(always)]
-fn call<P, B: Backend, R>(
+pub(super) fn call<P, B: Backend, R>(
     protocol: &mut P,
     state: &mut State,
     lp: &mut EventLoop<B>,
@@ -912,21 +1058,41 @@ fn call<P, B: Backend, R>(
     f(protocol, &mut t)
 }
 
+/// What a connection starts with besides its socket: a TLS session, or
+/// (without the `tls` feature) nothing.
+#[cfg(feature = "tls")]
+pub(crate) type Upgrade = super::tls::Session;
+/// What a connection starts with besides its socket: a TLS session, or
+/// (without the `tls` feature) nothing.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum Upgrade {}
+
 /// Registers `stream` as a transport connection for `protocol` and calls
-/// its `connection_made`; if the loop refuses the socket, the protocol comes
-/// back with the error.
+/// its `connection_made` (a TLS connection's once its handshake is done);
+/// if the loop refuses the socket, the protocol comes back with the error.
 pub(crate) fn start<P: Protocol<B>, B: Backend>(
     lp: &mut EventLoop<B>,
     stream: Stream,
     protocol: P,
+    tls: Option<Upgrade>,
 ) -> Result<StreamToken<P>, (crate::Error, P)> {
     #[cfg(target_vendor = "apple")]
     if let Err(e) = SockRef::from(&stream).set_nosigpipe(true) {
         return Err((e.into(), protocol));
     }
+    #[allow(unused_mut)] // without TLS
+    let mut state = State::new(stream);
+    #[cfg(feature = "tls")]
+    {
+        state.tls = tls.map(Box::new);
+    }
+    #[cfg(not(feature = "tls"))]
+    if let Some(never) = tls {
+        match never {}
+    }
     let conn = Connection {
         protocol,
-        state: State::new(stream),
+        state,
         read_buf: READ_BUF.with(Rc::clone),
     };
     let token = match lp.register(conn, EVENT_READ, Connection::<P>::on_event::<B>) {
@@ -937,6 +1103,13 @@ pub(crate) fn start<P: Protocol<B>, B: Backend>(
         }
     };
     let made = lp.with_source_and_loop(token, |lp, conn| {
+        #[cfg(feature = "tls")]
+        if conn.state.tls.is_some() {
+            // `connection_made` waits for the handshake.
+            super::tls::begin(lp, token, &mut conn.state);
+            return conn.settle(lp, token);
+        }
+        conn.state.set(F_MADE);
         conn.call(lp, token, |p, t| p.connection_made(t));
         conn.settle(lp, token);
     });

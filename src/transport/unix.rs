@@ -66,7 +66,7 @@ where
     F: FnMut() -> P + 'static,
 {
     serve_listener(lp, listener, move |lp, stream, _peer| {
-        start(lp, Stream::Unix(stream), factory()).map_err(|(e, _protocol)| e)?;
+        start(lp, Stream::Unix(stream), factory(), None).map_err(|(e, _protocol)| e)?;
         Ok(())
     })
 }
@@ -117,7 +117,7 @@ where
     });
     lp.call_soon(move |lp| {
         let failure = match connected {
-            Ok(stream) => start(lp, Stream::Unix(stream), protocol)
+            Ok(stream) => start(lp, Stream::Unix(stream), protocol, None)
                 .err()
                 .map(|(e, protocol)| (e.into(), protocol)),
             Err(e) => Some((e, protocol)),
