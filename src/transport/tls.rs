@@ -98,8 +98,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use rustls;
-pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::pki_types::pem::PemObject;
+pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 pub use rustls::{ClientConfig, Connection, ServerConfig};
 
 use super::stream::{

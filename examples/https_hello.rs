@@ -1,0 +1,141 @@
+//! `http_hello` over TLS: the same HTTP/1.1 "Hello, world!" protocol
+//! (`examples/support/http_server.rs`), served by
+//! `transport::tls::serve_tls` with rustls. Nothing in the protocol knows it
+//! runs over TLS: `connection_made` comes after the handshake, and what it
+//! reads and writes is plaintext.
+//!
+//! ```text
+//! cargo run --release --features tls --example https_hello -- --self-signed --cert-out ca.pem
+//! curl --cacert ca.pem https://localhost:8443/
+//!
+//! cargo run --release --features tls --example https_hello -- --cert cert.pem --key key.pem
+//!     [--addr HOST:PORT] [--handshake-timeout-ms MS]
+//!     [--idle-timeout-ms MS] [--header-timeout-ms MS]
+//! ```
+//!
+//! - `--cert FILE --key FILE`: the certificate chain (leaf first) and its
+//!   private key, PEM (as nginx's `ssl_certificate` / `ssl_certificate_key`).
+//! - `--self-signed`: instead, a certificate for `localhost`, `127.0.0.1`
+//!   and `::1` made at start (rcgen, ECDSA P-256); `--cert-out FILE` writes it
+//!   (PEM) for clients to trust (`curl --cacert FILE`).
+//! - `--addr` (default `127.0.0.1:8443`; port 0 picks one): the first line
+//!   printed is `listening on ADDR`.
+//! - `--handshake-timeout-ms` (default 10000): a client that has not
+//!   finished its TLS handshake by then is closed (a stalled handshake
+//!   holds no descriptor for ever).
+//! - `--idle-timeout-ms`, `--header-timeout-ms`: as for `http_hello`, once
+//!   the handshake is done.
+//!
+//! TLS 1.3 and 1.2 (rustls' safe defaults), ALPN `http/1.1`. A failed
+//! handshake (an untrusted certificate, plain HTTP sent to this port, a
+//! timeout) closes that connection and is logged at `info` level
+//! (`RUST_LOG=info` shows it, as nginx logs it at `info`); the server goes on.
+//! Ctrl-C exits 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use selectloop::transport::tls::{self, TlsAcceptor};
+use selectloop::EventLoop;
+
+mod support;
+// The protocol, shared with `http_hello`.
+#[path = "support/http_server.rs"]
+mod http_server;
+
+use http_server::{Http, Timeouts};
+
+const USAGE: &str =
+    "usage: https_hello (--cert FILE --key FILE | --self-signed [--cert-out FILE]) \
+[--addr HOST:PORT] [--handshake-timeout-ms MS] [--idle-timeout-ms MS] [--header-timeout-ms MS]";
+
+/// Where the certificate comes from.
+enum Identity {
+    Files { cert: String, key: String },
+    SelfSigned { cert_out: Option<String> },
+}
+
+struct Options {
+    addr: String,
+    identity: Identity,
+    handshake_timeout: Duration,
+    timeouts: Timeouts,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut addr = "127.0.0.1:8443".to_owned();
+    let (mut cert, mut key, mut self_signed, mut cert_out) = (None, None, false, None);
+    let mut handshake_timeout = Duration::from_secs(10);
+    let mut timeouts = Timeouts::default();
+    let mut args = support::Args::from_env(USAGE);
+    while let Some(flag) = args.next_flag()? {
+        match flag.as_str() {
+            "--addr" => addr = args.value()?,
+            "--cert" => cert = Some(args.value()?),
+            "--key" => key = Some(args.value()?),
+            "--self-signed" => self_signed = true,
+            "--cert-out" => cert_out = Some(args.value()?),
+            "--handshake-timeout-ms" => {
+                handshake_timeout = Duration::from_millis(args.positive()?);
+            }
+            "--idle-timeout-ms" => timeouts.idle = Duration::from_millis(args.positive()?),
+            "--header-timeout-ms" => timeouts.header = Duration::from_millis(args.positive()?),
+            _ => return Err(args.unknown()),
+        }
+    }
+    let identity = match (cert, key, self_signed) {
+        (Some(cert), Some(key), false) if cert_out.is_none() => Identity::Files { cert, key },
+        (None, None, true) => Identity::SelfSigned { cert_out },
+        _ => bail!("give --cert and --key, or --self-signed (with --cert-out)\n{USAGE}"),
+    };
+    Ok(Options {
+        addr,
+        identity,
+        handshake_timeout,
+        timeouts,
+    })
+}
+
+/// The server's TLS configuration: its certificate, and ALPN `http/1.1`.
+fn server_config(identity: &Identity) -> anyhow::Result<tls::ServerConfig> {
+    let (chain, key) = match identity {
+        Identity::Files { cert, key } => {
+            let acceptor = TlsAcceptor::from_pem_files(cert, key)
+                .with_context(|| format!("loading {cert} and {key}"))?;
+            let mut config = (**acceptor.config()).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            return Ok(config);
+        }
+        Identity::SelfSigned { cert_out } => {
+            let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+            let made = rcgen::generate_simple_self_signed(names)
+                .context("generating a self-signed certificate")?;
+            if let Some(path) = cert_out {
+                std::fs::write(path, made.cert.pem()).with_context(|| format!("writing {path}"))?;
+            }
+            let key = tls::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+            (vec![made.cert.der().clone()], key)
+        }
+    };
+    let mut config = tls::server_config(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    support::init_logger();
+    let options = parse_args()?;
+    let acceptor = TlsAcceptor::new(Arc::new(server_config(&options.identity)?))
+        .handshake_timeout(Some(options.handshake_timeout));
+    let listener = support::listen(&options.addr)?;
+    let addr = listener.local_addr()?;
+
+    let mut lp = EventLoop::new()?;
+    support::stop_on_ctrl_c(&mut lp)?;
+    let timeouts = options.timeouts;
+    tls::serve_tls(&mut lp, listener, acceptor, move || Http::new(timeouts))?;
+    support::announce(addr)?;
+    lp.run()?;
+    Ok(())
+}
