@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod http_client;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,12 @@ pub fn example_path(name: &str) -> PathBuf {
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // The features this test was built with, which the examples it runs
+        // may need (`https_hello` needs `tls`): the same set as `cargo test`
+        // builds them with, so nothing is rebuilt for nothing.
+        if cfg!(feature = "tls") {
+            cmd.args(["--features", "tls"]);
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
