@@ -335,6 +335,52 @@ fn a_slowloris_is_closed_after_the_header_timeout() {
     );
 }
 
+/// Regression: the header timeout ran from the first partial head of a
+/// pipelining client and was never restarted while every read ended inside
+/// the next request, so a steady pipeline longer than the header timeout
+/// was closed as a slowloris (seen under Wine in CI, where the 100,000
+/// request pipeline below takes more than the default 10 s).
+#[test]
+fn a_steady_pipeline_whose_reads_end_mid_request_outlives_the_header_timeout() {
+    let header = Duration::from_millis(300);
+    let server = server(&["--idle-timeout-ms", "60000", "--header-timeout-ms", "300"]);
+    let mut c = Client::connect(server.addr);
+    let request = get(true, "");
+    let (first, second) = request.as_bytes().split_at(request.len() / 2);
+    let started = Instant::now();
+    c.send(first);
+    let mut answered = 0;
+    // Each write finishes one request and starts the next, so the server
+    // always holds a partial head once it has answered: for four header
+    // timeouts, each head complete well within one.
+    while started.elapsed() < 4 * header {
+        c.send(second);
+        c.send(first);
+        c.response(false).assert_hello(false);
+        answered += 1;
+        // Nothing more comes (the pause paces the client; a close would
+        // show here as end of stream).
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut byte = [0; 1];
+        match c.stream.read(&mut byte) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!(
+                "after {answered} answers in {:?}: {other:?}",
+                started.elapsed()
+            ),
+        }
+        c.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
+    c.send(second);
+    c.response(false).assert_hello(false);
+}
+
 #[test]
 fn two_hundred_concurrent_keep_alive_clients() {
     let server = server(&[]);

@@ -210,6 +210,8 @@ impl Http {
     /// writing is paused (more than 64 KiB pending): then reading pauses too.
     fn answer(&mut self, t: &mut Transport<'_, Self>) {
         let mut pos = 0;
+        // A request head was consumed: what is left starts a new one.
+        let mut new_head = false;
         self.backlogged = false;
         while !self.close_after {
             pos += self.framer.skip_body(&self.input[pos..]);
@@ -239,6 +241,7 @@ impl Http {
                     ..
                 }) => {
                     pos += len;
+                    new_head = true;
                     self.close_after = close;
                     if expects_continue {
                         // Let the client send the body we are about to skip.
@@ -272,14 +275,19 @@ impl Http {
             } else {
                 Deadline::Idle
             };
-        self.set_timer(t, deadline, true);
+        // The idle timer restarts on any progress; the header timer when a
+        // new head began (each head gets the whole header timeout, however
+        // long a pipeline of them lasts).
+        let restart = deadline == Deadline::Idle || new_head;
+        self.set_timer(t, deadline, restart);
     }
 
     /// Makes the timer enforce `deadline`: a new deadline starts now; the
-    /// idle one also restarts on progress; the others run on regardless.
-    fn set_timer(&mut self, t: &mut Transport<'_, Self>, deadline: Deadline, progress: bool) {
+    /// current one runs on unless `restart` (progress for the idle timer, a
+    /// new request head for the header timer).
+    fn set_timer(&mut self, t: &mut Transport<'_, Self>, deadline: Deadline, restart: bool) {
         if let Some((current, timer)) = &self.timer {
-            if *current == deadline && !(deadline == Deadline::Idle && progress) {
+            if *current == deadline && !restart {
                 return;
             }
             timer.cancel();
