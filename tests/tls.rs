@@ -196,6 +196,7 @@ struct Seen {
     resumed: usize,
     max_buffered: usize,
     tokens: Vec<StreamToken<Echo>>,
+    tokens_paused: Vec<StreamToken<PausedAtFirst>>,
 }
 
 type Shared = Rc<RefCell<Seen>>;
@@ -1515,5 +1516,192 @@ fn a_tls12_only_client_is_served() {
             vec![Some(ProtocolVersion::TLSv1_2); 2]
         );
         assert_eq!(s.lost_kinds(), vec![None, None]);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Reading paused from connection_made
+
+/// Pauses reading as soon as it is made; echoes once resumed.
+struct PausedAtFirst {
+    seen: Shared,
+    data_while_paused: Rc<RefCell<Vec<u8>>>,
+}
+
+impl Protocol for PausedAtFirst {
+    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+        t.pause_reading();
+        self.seen.borrow_mut().made += 1;
+        self.seen.borrow_mut().tokens_paused.push(t.token());
+    }
+    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+        if !t.is_reading() {
+            self.data_while_paused.borrow_mut().extend_from_slice(data);
+        }
+        self.seen.borrow_mut().data.extend_from_slice(data);
+        t.write(data);
+    }
+    fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
+        assert!(t.is_reading(), "eof_received while reading is paused");
+        let mut seen = self.seen.borrow_mut();
+        assert!(!seen.data.is_empty(), "eof_received before the data");
+        seen.eof += 1;
+        false
+    }
+    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
+        self.seen.borrow_mut().lost.push(error);
+    }
+    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
+        self.seen.borrow_mut().failed.push(error);
+    }
+}
+
+/// A TLS 1.3 client's Finished, its first application data and its
+/// close_notify leave in one send, so the server reads them in one read: a
+/// protocol that pauses reading in `connection_made` must get neither the
+/// data nor the end of stream until it resumes, and then in that order.
+#[test]
+fn pause_reading_in_connection_made_holds_data_that_came_with_the_handshake() {
+    common::with_timeout(WATCHDOG, || {
+        let id = Identity::localhost();
+        let mut lp = quiet_loop();
+        let seen = Shared::default();
+        let while_paused = Rc::new(RefCell::new(Vec::new()));
+        let (factory_seen, factory_paused) = (seen.clone(), while_paused.clone());
+        let (_listener, addr) =
+            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), move || {
+                PausedAtFirst {
+                    seen: factory_seen.clone(),
+                    data_while_paused: factory_paused.clone(),
+                }
+            })
+            .expect("serve");
+        let config = Arc::new(id.client_config());
+        let client = thread::spawn(move || -> io::Result<Vec<u8>> {
+            let sock = TcpStream::connect(addr)?;
+            sock.set_read_timeout(Some(PATIENCE))?;
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+            let mut s = &sock;
+            while conn.wants_write() {
+                conn.write_tls(&mut s)?; // ClientHello
+            }
+            while conn.is_handshaking() {
+                if conn.read_tls(&mut s)? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                conn.process_new_packets().map_err(io::Error::other)?;
+            }
+            // Finished is queued; the data and the close_notify go behind
+            // it, in one send.
+            conn.writer().write_all(b"early bird")?;
+            conn.send_close_notify();
+            let mut flight = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut flight)?;
+            }
+            (&sock).write_all(&flight)?;
+            let mut c = rustls::StreamOwned::new(conn, sock);
+            let mut echoed = Vec::new();
+            c.read_to_end(&mut echoed)?; // and the server's close_notify
+            Ok(echoed)
+        });
+        run_until(&mut lp, "connection_made", || seen.borrow().made == 1);
+        // Give the loop some turns: a paused connection reads nothing.
+        for _ in 0..10 {
+            lp.run_once(Some(Duration::from_millis(10))).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&while_paused.borrow()),
+            "",
+            "data_received while reading is paused"
+        );
+        assert!(seen.borrow().data.is_empty());
+        assert_eq!(seen.borrow().eof, 0, "eof_received while paused");
+        assert!(seen.borrow().lost.is_empty());
+        let token = seen.borrow().tokens_paused[0];
+        lp.with_transport(token, |_p, t| t.resume_reading())
+            .expect("with_transport");
+        let echoed = run_until_joined(&mut lp, "the echo", client).expect("client");
+        assert_eq!(echoed, b"early bird");
+        run_until(&mut lp, "connection_lost", || {
+            !seen.borrow().lost.is_empty()
+        });
+        let s = seen.borrow();
+        assert_eq!(s.data, b"early bird");
+        assert_eq!(s.eof, 1);
+        assert_eq!(s.lost_kinds(), vec![None]);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// A failed STARTTLS upgrade, and abort
+
+#[test]
+fn a_failed_start_tls_handshake_loses_both_connections_with_the_error() {
+    common::with_timeout(WATCHDOG, || {
+        let id = Identity::localhost();
+        let stranger = Identity::named("stranger");
+        let mut lp = quiet_loop();
+        let (server, addr) = serve_starttls(&mut lp, &id);
+        let client = Rc::new(RefCell::new(StartTlsSeen::default()));
+        transport::connect(
+            &mut lp,
+            &addr.to_string(),
+            Some(PATIENCE),
+            StartTlsClient {
+                connector: stranger.connector(), // does not trust the server
+                secret: b"never sent",
+                seen: client.clone(),
+            },
+        )
+        .expect("connect");
+        run_until(&mut lp, "both sides to be lost", || {
+            !client.borrow().lost.is_empty() && !server.borrow().lost.is_empty()
+        });
+        for (side, seen) in [("client", &client), ("server", &server)] {
+            let s = seen.borrow();
+            assert_eq!(
+                s.made, 1,
+                "{side}: connection_made was for the plain connection"
+            );
+            assert_eq!(s.tls_started, 0, "{side}");
+            assert!(s.secret.is_empty(), "{side}");
+            assert_eq!(s.lost, vec![Some(io::ErrorKind::InvalidData)], "{side}");
+            assert!(s.failed.is_empty(), "{side}");
+        }
+    });
+}
+
+/// Aborts as soon as it is made.
+struct AbortAtOnce;
+
+impl Protocol for AbortAtOnce {
+    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+        t.write(b"lost");
+        t.abort();
+    }
+    fn data_received(&mut self, _t: &mut Transport<'_, Self>, _data: &[u8]) {}
+}
+
+#[test]
+fn abort_sends_no_close_notify() {
+    common::with_timeout(WATCHDOG, || {
+        let id = Identity::localhost();
+        let mut lp = quiet_loop();
+        let (_listener, addr) =
+            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), || AbortAtOnce)
+                .expect("serve");
+        let config = id.client_config();
+        let client = thread::spawn(move || -> io::Result<()> {
+            let mut c = blocking_client(addr, config, "localhost");
+            let mut got = Vec::new();
+            match c.read_to_end(&mut got) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
+                other => panic!("expected a truncation, got {other:?} after {got:?}"),
+            }
+        });
+        run_until_joined(&mut lp, "the client", client).expect("client");
     });
 }
