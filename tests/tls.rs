@@ -1705,3 +1705,117 @@ fn abort_sends_no_close_notify() {
         run_until_joined(&mut lp, "the client", client).expect("client");
     });
 }
+
+// ---------------------------------------------------------------------------
+// After the handshake: a bad record, and a half-close from the loop
+
+#[test]
+fn a_bad_record_after_the_handshake_is_connection_lost_with_invalid_data() {
+    common::with_timeout(WATCHDOG, || {
+        let id = Identity::localhost();
+        let mut lp = quiet_loop();
+        let seen = Shared::default();
+        let (_listener, addr) =
+            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), Echo::factory(&seen))
+                .expect("serve");
+        let config = id.client_config();
+        let client = thread::spawn(move || -> io::Result<io::Error> {
+            let mut c = blocking_client(addr, config, "localhost");
+            c.write_all(b"fine")?;
+            assert_eq!(read_exactly(&mut c, 4)?, b"fine");
+            // An application-data record that does not decrypt.
+            let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+            forged.extend(pattern(0x40, 99));
+            c.sock.write_all(&forged)?;
+            // The server's alert.
+            let mut rest = Vec::new();
+            Ok(c.read_to_end(&mut rest).expect_err("an alert, not an end"))
+        });
+        let client_error = run_until_joined(&mut lp, "the client", client).expect("client");
+        assert_eq!(
+            client_error.kind(),
+            io::ErrorKind::InvalidData,
+            "{client_error}"
+        );
+        run_until(&mut lp, "connection_lost", || {
+            !seen.borrow().lost.is_empty()
+        });
+        let s = seen.borrow();
+        assert_eq!(s.made, 1);
+        assert_eq!(s.data, b"fine");
+        assert_eq!(s.lost.len(), 1);
+        let e = s.lost[0].as_ref().expect("an error");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(
+            matches!(rustls_source(e), Some(rustls::Error::DecryptError)),
+            "{e:?}"
+        );
+    });
+}
+
+/// Sends a request, half-closes (close_notify, then the TCP write side),
+/// and reads the reply to the server's close_notify.
+struct HalfClose {
+    seen: Shared,
+}
+
+impl Protocol for HalfClose {
+    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+        t.write(b"request, then end of stream");
+        t.write_eof();
+        t.write(b"ignored");
+        self.seen.borrow_mut().made += 1;
+    }
+    fn data_received(&mut self, _t: &mut Transport<'_, Self>, data: &[u8]) {
+        self.seen.borrow_mut().data.extend_from_slice(data);
+    }
+    fn eof_received(&mut self, _t: &mut Transport<'_, Self>) -> bool {
+        self.seen.borrow_mut().eof += 1;
+        true // closes by itself: both directions have ended
+    }
+    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
+        self.seen.borrow_mut().lost.push(error);
+    }
+    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
+        self.seen.borrow_mut().failed.push(error);
+    }
+}
+
+#[test]
+fn write_eof_on_a_loop_client_is_a_tls_half_close() {
+    common::with_timeout(WATCHDOG, || {
+        let id = Identity::localhost();
+        let mut lp = quiet_loop();
+        let server = Shared::default();
+        let (_listener, addr) = tls::serve_tls_addr(
+            &mut lp,
+            "127.0.0.1:0",
+            id.acceptor(),
+            Echo::factory(&server),
+        )
+        .expect("serve");
+        let client = Shared::default();
+        tls::connect_tls(
+            &mut lp,
+            &addr.to_string(),
+            Some(PATIENCE),
+            &id.connector(),
+            HalfClose {
+                seen: client.clone(),
+            },
+        )
+        .expect("connect_tls");
+        run_until(&mut lp, "both sides to close", || {
+            !client.borrow().lost.is_empty() && !server.borrow().lost.is_empty()
+        });
+        let c = client.borrow();
+        assert!(c.failed.is_empty(), "{:?}", c.failed);
+        assert_eq!(c.data, b"request, then end of stream");
+        assert_eq!(c.eof, 1, "the server's close_notify");
+        assert_eq!(c.lost_kinds(), vec![None]);
+        let s = server.borrow();
+        assert_eq!(s.data, b"request, then end of stream");
+        assert_eq!(s.eof, 1, "the client's close_notify");
+        assert_eq!(s.lost_kinds(), vec![None]);
+    });
+}
