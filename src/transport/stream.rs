@@ -953,6 +953,13 @@ impl<P> Connection<P> {
                 self.call(lp, token, |p, t| p.resume_writing(t));
                 continue;
             }
+            // A TLS read held plaintext back while reading was paused:
+            // delivered before the socket is read again.
+            #[cfg(feature = "tls")]
+            if !st.has(NO_READ) && st.tls.as_ref().is_some_and(|s| s.has_held()) {
+                super::tls::release(&mut self.protocol, &mut self.state, lp, token);
+                continue;
+            }
             break;
         }
         let st = &mut self.state;

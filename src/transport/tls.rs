@@ -83,7 +83,10 @@
 //! rustls holds what is written (only a
 //! [`start_tls`](Transport::start_tls_client) upgrade can write then).
 //! Pausing reading stops reading the socket, as on a plain connection: the
-//! plaintext of one read is delivered in one `data_received`.
+//! plaintext of one read is delivered in one `data_received`. Plaintext (or
+//! a `close_notify`) that arrived in the read that finished the handshake,
+//! after `connection_made` or `tls_started` paused reading, waits for
+//! `resume_reading`.
 //!
 //! # Crypto provider
 //! rustls with ring: ring builds with the C compiler rustc already links
@@ -104,7 +107,7 @@ pub use rustls::{ClientConfig, Connection, ServerConfig};
 
 use super::stream::{
     call, end_of_stream, start, Connection as StreamConnection, State, Stream, StreamToken, DEAD,
-    F_CLOSING, F_EOF_RECEIVED, F_MADE, NO_WRITE,
+    F_CLOSING, F_EOF_RECEIVED, F_MADE, F_READ_PAUSED, NO_WRITE,
 };
 use super::{Protocol, Transport};
 use crate::net::{serve_listener, ListenerBuilder};
@@ -388,6 +391,13 @@ pub(crate) struct Session {
     handshaking: bool,
     timeout: Option<Duration>,
     timer: Option<CallHandle>,
+    /// Plaintext that came in the read that finished the handshake, after
+    /// `connection_made` (or `tls_started`) paused reading: delivered once
+    /// reading resumes, as a plain connection's unread bytes would be.
+    held: Vec<u8>,
+    /// The peer's `close_notify` came while reading was paused: its
+    /// `eof_received` waits for reading to resume (after `held`).
+    held_eof: bool,
 }
 
 impl Session {
@@ -402,7 +412,14 @@ impl Session {
             handshaking: true,
             timeout,
             timer: None,
+            held: Vec::new(),
+            held_eof: false,
         }
+    }
+
+    /// Something was held back while reading was paused.
+    pub(super) fn has_held(&self) -> bool {
+        !self.held.is_empty() || self.held_eof
     }
 }
 
@@ -579,9 +596,17 @@ pub(super) fn received<P: Protocol<B>, B: Backend>(
         }
     }
     if got > 0 && state.has(F_MADE) && !state.has(F_CLOSING | DEAD) {
-        call(protocol, state, lp, token, |p, t| {
-            p.data_received(t, &plain[..got])
-        });
+        if state.has(F_READ_PAUSED) {
+            // Paused by connection_made or tls_started, just called: the
+            // plaintext waits for resume_reading, as unread bytes would.
+            if let Some(session) = state.tls.as_mut() {
+                session.held.extend_from_slice(&plain[..got]);
+            }
+        } else {
+            call(protocol, state, lp, token, |p, t| {
+                p.data_received(t, &plain[..got])
+            });
+        }
     }
     if let Some(error) = error {
         state.fail(error);
@@ -591,6 +616,39 @@ pub(super) fn received<P: Protocol<B>, B: Backend>(
                 io::ErrorKind::ConnectionAborted,
                 "the peer closed the connection during the TLS handshake",
             ));
+        } else if state.has(F_READ_PAUSED) {
+            // A plain connection would not read its end of stream while
+            // paused either.
+            if let Some(session) = state.tls.as_mut() {
+                session.held_eof = true;
+            }
+        } else {
+            end_of_stream(protocol, state, lp, token);
+        }
+    }
+}
+
+/// Reading resumed with something held back by [`received`]: the
+/// plaintext, then the peer's `close_notify`.
+pub(super) fn release<P: Protocol<B>, B: Backend>(
+    protocol: &mut P,
+    state: &mut State,
+    lp: &mut EventLoop<B>,
+    token: StreamToken<P>,
+) {
+    let Some(session) = state.tls.as_mut() else {
+        return;
+    };
+    let held = std::mem::take(&mut session.held);
+    let eof = std::mem::take(&mut session.held_eof);
+    if !held.is_empty() {
+        call(protocol, state, lp, token, |p, t| p.data_received(t, &held));
+    }
+    if eof && !state.has(F_EOF_RECEIVED | F_CLOSING | DEAD) {
+        if state.has(F_READ_PAUSED) {
+            if let Some(session) = state.tls.as_mut() {
+                session.held_eof = true;
+            }
         } else {
             end_of_stream(protocol, state, lp, token);
         }
