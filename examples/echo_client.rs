@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_client -- [--addr HOST:PORT] [--conns N] [--upper] [--timeout SECS]
+//! cargo run --release --features tls --example echo_client -- --tls CA.pem [--server-name NAME] ...
 //! ```
 //!
 //! - `--addr`: the echo server (default `127.0.0.1:9999`, where
@@ -9,6 +10,12 @@
 //! - `--conns N`: how many connections, all open at once (default 100);
 //! - `--upper`: expect the reply upper-cased (for `echo --upper`);
 //! - `--timeout SECS`: give up on connections not finished by then (default 10).
+//! - `--tls CA.pem` (feature `tls`): talk TLS (`transport::tls::connect_tls`),
+//!   trusting the certificates of that PEM file; `--server-name` is the name
+//!   to verify (default: the host of `--addr`). The end of the messages is a
+//!   `close_notify` and a half-close (`write_eof`), and the server's
+//!   `close_notify` must follow the echo. Any TLS echo server will do, e.g.
+//!   `socat openssl-listen:9443,reuseaddr,fork,cert=server.pem,verify=0 exec:cat`.
 //!
 //! On every connection it sends the seed's three messages (`"This is the
 //! message. "`, `"It will be sent "`, `"in parts."`), each with a write of
@@ -47,9 +54,12 @@ struct Options {
     conns: usize,
     upper: bool,
     timeout: Duration,
+    /// `--tls CA.pem` and `--server-name`.
+    tls: Option<(String, Option<String>)>,
 }
 
-const USAGE: &str = "usage: echo_client [--addr HOST:PORT] [--conns N] [--upper] [--timeout SECS]";
+const USAGE: &str = "usage: echo_client [--addr HOST:PORT] [--conns N] [--upper] [--timeout SECS] \
+[--tls CA.pem [--server-name NAME]]";
 
 fn parse_args() -> anyhow::Result<Options> {
     let mut options = Options {
@@ -57,19 +67,33 @@ fn parse_args() -> anyhow::Result<Options> {
         conns: 100,
         upper: false,
         timeout: Duration::from_secs(10),
+        tls: None,
     };
+    let mut server_name = None;
     let mut args = support::Args::from_env(USAGE);
     while let Some(flag) = args.next_flag()? {
         match flag.as_str() {
             "--addr" => options.addr = args.value()?,
             "--conns" => options.conns = args.positive()?,
             "--upper" => options.upper = true,
+            "--tls" => options.tls = Some((args.value()?, None)),
+            "--server-name" => server_name = Some(args.value()?),
             "--timeout" => {
                 options.timeout =
                     Duration::try_from_secs_f64(args.positive()?).context("--timeout SECS")?;
             }
             _ => return Err(args.unknown()),
         }
+    }
+    match &mut options.tls {
+        Some((_, name)) => *name = server_name,
+        None if server_name.is_some() => anyhow::bail!("--server-name goes with --tls\n{USAGE}"),
+        None => {}
+    }
+    if options.tls.is_some() && !cfg!(feature = "tls") {
+        anyhow::bail!(
+            "--tls needs the `tls` feature: cargo run --features tls --example echo_client"
+        );
     }
     Ok(options)
 }
@@ -189,27 +213,115 @@ impl Conn {
                 ))
             };
         }
-        for (i, &got) in buf[..n].iter().enumerate() {
-            let at = self.received + i;
-            match expected.get(at) {
-                Some(&want) if want == got => {}
-                Some(&want) => {
-                    return Err(format!(
-                        "byte {at} is {got:#04x} {:?}, expected {want:#04x} {:?}",
-                        got as char, want as char
-                    ))
-                }
-                None => {
-                    return Err(format!(
-                        "server sent {} bytes more than the {} expected",
-                        self.received + n - expected.len(),
-                        expected.len()
-                    ))
-                }
-            }
-        }
+        check(self.received, &buf[..n], expected)?;
         self.received += n;
         Ok(false)
+    }
+}
+
+/// Checks `data`, received after `received` bytes, against `expected`.
+fn check(received: usize, data: &[u8], expected: &[u8]) -> Result<(), String> {
+    for (i, &got) in data.iter().enumerate() {
+        let at = received + i;
+        match expected.get(at) {
+            Some(&want) if want == got => {}
+            Some(&want) => {
+                return Err(format!(
+                    "byte {at} is {got:#04x} {:?}, expected {want:#04x} {:?}",
+                    got as char, want as char
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "server sent {} bytes more than the {} expected",
+                    received + data.len() - expected.len(),
+                    expected.len()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--tls`: one connection as a transport protocol over TLS.
+#[cfg(feature = "tls")]
+mod over_tls {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use selectloop::transport::{Protocol, Transport};
+    use selectloop::EventLoop;
+
+    use super::{check, Run, MESSAGES};
+
+    pub struct TlsConn {
+        pub index: usize,
+        pub run: Rc<RefCell<Run>>,
+        pub received: usize,
+    }
+
+    impl TlsConn {
+        fn finish(&mut self, lp: &mut EventLoop, outcome: Result<(), String>) {
+            self.run.borrow_mut().finish(lp, self.index, outcome);
+        }
+
+        /// The server's end: everything must have come back first.
+        fn ended(&mut self, lp: &mut EventLoop) {
+            let expected = self.run.borrow().expected.len();
+            let outcome = if self.received == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "server closed after {} of {expected} bytes",
+                    self.received
+                ))
+            };
+            self.finish(lp, outcome);
+        }
+    }
+
+    impl Protocol for TlsConn {
+        /// After the handshake: the three messages, one write each, then
+        /// `close_notify` and the half-close.
+        fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
+            for message in MESSAGES {
+                t.write(message);
+            }
+            t.write_eof();
+        }
+
+        fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+            let outcome = check(self.received, data, &self.run.borrow().expected);
+            self.received += data.len();
+            if let Err(what) = outcome {
+                self.finish(t.lp(), Err(what));
+                t.abort();
+            }
+        }
+
+        /// The server's `close_notify`.
+        fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
+            self.ended(t.lp());
+            false
+        }
+
+        fn connection_lost(&mut self, t: &mut Transport<'_, Self>, error: Option<std::io::Error>) {
+            match error {
+                // Ignored if the connection has finished already.
+                Some(e) => self.finish(
+                    t.lp(),
+                    Err(format!(
+                        "connection lost after {} bytes: {e}",
+                        self.received
+                    )),
+                ),
+                None => self.ended(t.lp()),
+            }
+        }
+
+        fn connection_failed(&mut self, lp: &mut EventLoop, error: std::io::Error) {
+            self.finish(lp, Err(format!("connect failed: {error}")));
+        }
     }
 }
 
@@ -237,7 +349,30 @@ fn main() -> anyhow::Result<ExitCode> {
 
     let mut lp = EventLoop::new()?;
     let started = Instant::now();
-    for index in 0..options.conns {
+    #[cfg(feature = "tls")]
+    if let Some((ca, name)) = &options.tls {
+        use selectloop::transport::tls::{connect_tls, TlsConnector};
+        let mut connector =
+            TlsConnector::from_ca_file(ca).with_context(|| format!("loading {ca}"))?;
+        if let Some(name) = name {
+            connector = connector.server_name(name);
+        }
+        for index in 0..options.conns {
+            let conn = over_tls::TlsConn {
+                index,
+                run: Rc::clone(&run),
+                received: 0,
+            };
+            connect_tls(
+                &mut lp,
+                &options.addr,
+                Some(options.timeout),
+                &connector,
+                conn,
+            )?;
+        }
+    }
+    for index in (0..options.conns).filter(|_| options.tls.is_none()) {
         // Non-blocking, Nagle off; EVENT_WRITE tells when it has finished.
         let stream = match net::connect_nonblocking(addr) {
             Ok(stream) => stream,

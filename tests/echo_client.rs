@@ -229,3 +229,100 @@ fn a_refused_connect_makes_it_exit_non_zero() {
         describe(&out)
     );
 }
+
+/// `--tls`: a TLS echo server on a loop of this process (the transport's
+/// echo over `serve_tls`, with a self-signed certificate for 127.0.0.1).
+#[cfg(feature = "tls")]
+mod over_tls {
+    use std::sync::Arc;
+
+    use selectloop::transport::tls::{self, TlsAcceptor};
+    use selectloop::transport::{Protocol, Transport};
+    use selectloop::EventLoop;
+
+    use super::*;
+
+    /// Echoes; `corrupt` flips the first byte of each reply.
+    struct Echo {
+        corrupt: bool,
+    }
+
+    impl Protocol for Echo {
+        fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
+            let mut reply = data.to_vec();
+            if self.corrupt {
+                reply[0] ^= 0x20;
+            }
+            t.write(&reply);
+        }
+    }
+
+    /// A TLS echo server on a thread; the path of its certificate (PEM).
+    fn tls_echo(corrupt: bool) -> (SocketAddr, std::path::PathBuf) {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let ca = std::env::temp_dir().join(format!(
+            "selectloop-echo-client-{}-{corrupt}.pem",
+            std::process::id()
+        ));
+        std::fs::write(&ca, made.cert.pem()).unwrap();
+        let key = tls::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let config = tls::server_config(vec![made.cert.der().clone()], key).unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            let mut lp = EventLoop::new().unwrap();
+            tls::serve_tls(
+                &mut lp,
+                listener,
+                TlsAcceptor::new(Arc::new(config)),
+                move || Echo { corrupt },
+            )
+            .unwrap();
+            lp.run().unwrap();
+        });
+        (addr, ca)
+    }
+
+    #[test]
+    fn tls_mode_verifies_fifty_connections_over_tls_and_exits_0() {
+        let (addr, ca) = tls_echo(false);
+        let out = client(addr, &["--conns", "50", "--tls", ca.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&ca);
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(
+            out.stdout.starts_with(&format!(
+                "echo_client: 50 connections to {addr}, 46 bytes each sent and verified"
+            )),
+            "{}",
+            describe(&out)
+        );
+    }
+
+    #[test]
+    fn tls_mode_catches_a_corrupted_byte_and_an_untrusted_server() {
+        let (addr, ca) = tls_echo(true);
+        let out = client(addr, &["--conns", "3", "--tls", ca.to_str().unwrap()]);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(out.stderr.contains("byte 0 is 0x74"), "{}", describe(&out));
+        // Verified as another name, the certificate does not match.
+        let out = client(
+            addr,
+            &[
+                "--conns",
+                "2",
+                "--tls",
+                ca.to_str().unwrap(),
+                "--server-name",
+                "example.com",
+            ],
+        );
+        let _ = std::fs::remove_file(&ca);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(out.stderr.contains("connect failed"), "{}", describe(&out));
+        assert!(
+            out.stderr.contains("2 of 2 connections"),
+            "{}",
+            describe(&out)
+        );
+    }
+}
