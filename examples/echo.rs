@@ -141,7 +141,15 @@ fn on_accept(
     Ok(())
 }
 
-fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Result<()> {
+/// `echo` serves plain TCP only.
+fn no_tls(options: &echo_common::Options) -> anyhow::Result<()> {
+    if options.tls.any() {
+        anyhow::bail!("echo serves plain TCP; for TLS run echo_protocol (--features tls)");
+    }
+    Ok(())
+}
+
+fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool, (): ()) -> anyhow::Result<()> {
     // A reset peer is routine: dropped without a word. Any other error is
     // logged and closes its connection.
     support::drop_resets_quietly(lp);
@@ -156,5 +164,5 @@ fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Resu
 }
 
 fn main() -> anyhow::Result<()> {
-    echo_common::main(USAGE, setup)
+    echo_common::main(USAGE, no_tls, setup)
 }

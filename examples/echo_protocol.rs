@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_protocol -- [--addr HOST:PORT] [--threads N] [--upper]
+//! cargo run --release --features tls --example echo_protocol -- --self-signed --cert-out ca.pem
 //! ```
 //!
 //! - `--addr`: where to listen (default `127.0.0.1:9999`; port 0 picks one);
@@ -12,6 +13,10 @@
 //! - `--threads N`: N event loops, one per thread, each accepting on a clone
 //!   of the listener (default 1).
 //! - `--upper`: send back the bytes upper-cased.
+//! - `--cert FILE --key FILE`, or `--self-signed [--cert-out FILE]`
+//!   (feature `tls`): serve TLS instead, the same protocol behind
+//!   `transport::tls::serve_tls` (try it with
+//!   `echo_client --tls ca.pem --addr 127.0.0.1:9999`).
 //!
 //! Flow control is asyncio's: when the peer does not take what is echoed and
 //! the write buffer passes its high-water mark (64 KiB), reading pauses until
@@ -30,7 +35,41 @@ mod support;
 #[path = "support/echo_common.rs"]
 mod echo_common;
 
-const USAGE: &str = "usage: echo_protocol [--addr HOST:PORT] [--threads N] [--upper]";
+#[cfg(feature = "tls")]
+#[path = "support/tls_identity.rs"]
+mod tls_identity;
+
+const USAGE: &str = "usage: echo_protocol [--addr HOST:PORT] [--threads N] [--upper] \
+[--cert FILE --key FILE | --self-signed [--cert-out FILE]]";
+
+/// What every loop serves with: TLS (an acceptor), or plain TCP.
+#[cfg(feature = "tls")]
+type Shared = Option<transport::tls::TlsAcceptor>;
+#[cfg(not(feature = "tls"))]
+type Shared = ();
+
+/// The TLS acceptor the flags ask for, made once for every loop.
+fn prepare(options: &echo_common::Options) -> anyhow::Result<Shared> {
+    #[cfg(feature = "tls")]
+    {
+        if !options.tls.any() {
+            return Ok(None);
+        }
+        let config = tls_identity::server_config(&options.tls, &[])?;
+        Ok(Some(transport::tls::TlsAcceptor::new(std::sync::Arc::new(
+            config,
+        ))))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        if options.tls.any() {
+            anyhow::bail!(
+                "TLS needs the `tls` feature: cargo run --features tls --example echo_protocol"
+            );
+        }
+        Ok(())
+    }
+}
 
 /// One client's protocol.
 struct Echo {
@@ -62,12 +101,24 @@ impl Protocol for Echo {
     }
 }
 
-fn setup(lp: &mut EventLoop, listener: TcpListener, upper: bool) -> anyhow::Result<()> {
+fn setup(
+    lp: &mut EventLoop,
+    listener: TcpListener,
+    upper: bool,
+    shared: Shared,
+) -> anyhow::Result<()> {
     support::stop_on_ctrl_c(lp)?;
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = shared {
+        transport::tls::serve_tls(lp, listener, acceptor, move || Echo { upper })?;
+        return Ok(());
+    }
+    #[cfg(not(feature = "tls"))]
+    let () = shared;
     transport::serve(lp, listener, move || Echo { upper })?;
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    echo_common::main(USAGE, setup)
+    echo_common::main(USAGE, prepare, setup)
 }

@@ -35,7 +35,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use selectloop::transport::tls::{self, TlsAcceptor};
 use selectloop::EventLoop;
 
@@ -46,88 +46,52 @@ mod http_server;
 
 use http_server::{Http, Timeouts};
 
+#[path = "support/tls_identity.rs"]
+mod tls_identity;
+
 const USAGE: &str =
     "usage: https_hello (--cert FILE --key FILE | --self-signed [--cert-out FILE]) \
 [--addr HOST:PORT] [--handshake-timeout-ms MS] [--idle-timeout-ms MS] [--header-timeout-ms MS]";
 
-/// Where the certificate comes from.
-enum Identity {
-    Files { cert: String, key: String },
-    SelfSigned { cert_out: Option<String> },
-}
-
 struct Options {
     addr: String,
-    identity: Identity,
+    identity: support::TlsFlags,
     handshake_timeout: Duration,
     timeouts: Timeouts,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let mut addr = "127.0.0.1:8443".to_owned();
-    let (mut cert, mut key, mut self_signed, mut cert_out) = (None, None, false, None);
-    let mut handshake_timeout = Duration::from_secs(10);
-    let mut timeouts = Timeouts::default();
+    let mut options = Options {
+        addr: "127.0.0.1:8443".to_owned(),
+        identity: support::TlsFlags::default(),
+        handshake_timeout: Duration::from_secs(10),
+        timeouts: Timeouts::default(),
+    };
     let mut args = support::Args::from_env(USAGE);
     while let Some(flag) = args.next_flag()? {
         match flag.as_str() {
-            "--addr" => addr = args.value()?,
-            "--cert" => cert = Some(args.value()?),
-            "--key" => key = Some(args.value()?),
-            "--self-signed" => self_signed = true,
-            "--cert-out" => cert_out = Some(args.value()?),
+            "--addr" => options.addr = args.value()?,
             "--handshake-timeout-ms" => {
-                handshake_timeout = Duration::from_millis(args.positive()?);
+                options.handshake_timeout = Duration::from_millis(args.positive()?);
             }
-            "--idle-timeout-ms" => timeouts.idle = Duration::from_millis(args.positive()?),
-            "--header-timeout-ms" => timeouts.header = Duration::from_millis(args.positive()?),
+            "--idle-timeout-ms" => options.timeouts.idle = Duration::from_millis(args.positive()?),
+            "--header-timeout-ms" => {
+                options.timeouts.header = Duration::from_millis(args.positive()?);
+            }
+            flag if options.identity.take(flag, &mut args)? => {}
             _ => return Err(args.unknown()),
         }
     }
-    let identity = match (cert, key, self_signed) {
-        (Some(cert), Some(key), false) if cert_out.is_none() => Identity::Files { cert, key },
-        (None, None, true) => Identity::SelfSigned { cert_out },
-        _ => bail!("give --cert and --key, or --self-signed (with --cert-out)\n{USAGE}"),
-    };
-    Ok(Options {
-        addr,
-        identity,
-        handshake_timeout,
-        timeouts,
-    })
-}
-
-/// The server's TLS configuration: its certificate, and ALPN `http/1.1`.
-fn server_config(identity: &Identity) -> anyhow::Result<tls::ServerConfig> {
-    let (chain, key) = match identity {
-        Identity::Files { cert, key } => {
-            let acceptor = TlsAcceptor::from_pem_files(cert, key)
-                .with_context(|| format!("loading {cert} and {key}"))?;
-            let mut config = (**acceptor.config()).clone();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            return Ok(config);
-        }
-        Identity::SelfSigned { cert_out } => {
-            let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-            let made = rcgen::generate_simple_self_signed(names)
-                .context("generating a self-signed certificate")?;
-            if let Some(path) = cert_out {
-                std::fs::write(path, made.cert.pem()).with_context(|| format!("writing {path}"))?;
-            }
-            let key = tls::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-            (vec![made.cert.der().clone()], key)
-        }
-    };
-    let mut config = tls::server_config(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(options)
 }
 
 fn main() -> anyhow::Result<()> {
     support::init_logger();
     let options = parse_args()?;
-    let acceptor = TlsAcceptor::new(Arc::new(server_config(&options.identity)?))
-        .handshake_timeout(Some(options.handshake_timeout));
+    let config =
+        tls_identity::server_config(&options.identity, &[b"http/1.1"]).with_context(|| USAGE)?;
+    let acceptor =
+        TlsAcceptor::new(Arc::new(config)).handshake_timeout(Some(options.handshake_timeout));
     let listener = support::listen(&options.addr)?;
     let addr = listener.local_addr()?;
 

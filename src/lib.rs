@@ -62,6 +62,7 @@
 //! | a datagram endpoint's `send_to` never blocks: straight through, queued up to its limit, then refused; an ICMP refusal is `error_received` and the endpoint goes on | `datagram.rs::bounded_send_queue_queues_refuses_drains_in_order`, `icmp_port_unreachable_is_error_received_and_the_endpoint_keeps_working` (Unix), every byte with Rust and Python clients over UDP and Unix datagrams |
 //! | a child process is never left a zombie; `process_exited` comes after every pipe closed and the status is known | `subprocess.rs::no_zombie_after_dropping_loop_and_handle`, `process_exited_waits_for_pipes_a_grandchild_holds`, `many_concurrent_children` |
 //! | idle chat clients are dropped | `chat.rs::an_idle_client_is_told_and_closed_while_active_ones_stay` |
+//! | TLS (feature `tls`): every byte through rustls with flow control on the encrypted side; `close_notify` both ways; a truncation, an untrusted certificate, plain text or a stalled handshake fail cleanly and the server goes on; client certificates, ALPN, SNI, STARTTLS | `tls.rs` (21 tests: 8 MiB each way, 200 concurrent clients, TLS 1.2 and 1.3), `https_hello.rs` (curl, Python `ssl`, `openssl s_client`), `echo_client.rs::over_tls` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(
     missing_docs,

@@ -299,6 +299,31 @@ mod over_tls {
     }
 
     #[test]
+    fn tls_mode_against_echo_protocol_serving_tls_with_threads() {
+        let ca = std::env::temp_dir().join(format!(
+            "selectloop-echo-protocol-{}.pem",
+            std::process::id()
+        ));
+        let ca_arg = ca.to_str().unwrap().to_owned();
+        let server = Server::start(
+            "echo_protocol",
+            &[
+                "--addr",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+                "--self-signed",
+                "--cert-out",
+                &ca_arg,
+            ],
+        );
+        let out = client(server.addr, &["--conns", "200", "--tls", &ca_arg]);
+        let _ = std::fs::remove_file(&ca);
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(out.stdout.contains("200 connections"), "{}", describe(&out));
+    }
+
+    #[test]
     fn tls_mode_catches_a_corrupted_byte_and_an_untrusted_server() {
         let (addr, ca) = tls_echo(true);
         let out = client(addr, &["--conns", "3", "--tls", ca.to_str().unwrap()]);

@@ -116,6 +116,36 @@ impl Args {
     }
 }
 
+/// A TLS server's identity flags: `--cert FILE --key FILE`, or
+/// `--self-signed` with `--cert-out FILE` (turned into a rustls config by
+/// `support/tls_identity.rs`, in the examples built with `tls`).
+#[derive(Clone, Debug, Default)]
+pub struct TlsFlags {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub self_signed: bool,
+    pub cert_out: Option<String>,
+}
+
+impl TlsFlags {
+    /// Takes `flag` (and its value) if it is one of the TLS flags.
+    pub fn take(&mut self, flag: &str, args: &mut Args) -> anyhow::Result<bool> {
+        match flag {
+            "--cert" => self.cert = Some(args.value()?),
+            "--key" => self.key = Some(args.value()?),
+            "--self-signed" => self.self_signed = true,
+            "--cert-out" => self.cert_out = Some(args.value()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Whether any TLS flag was given.
+    pub fn any(&self) -> bool {
+        self.cert.is_some() || self.key.is_some() || self.self_signed || self.cert_out.is_some()
+    }
+}
+
 // ----- logging --------------------------------------------------------------
 
 /// Sends `log` records to stderr: the loop's own warnings and errors (a

@@ -5,7 +5,9 @@
 //! Streams (TCP, Unix stream sockets) are here, with [`Protocol`] and
 //! [`Transport`]; datagrams (UDP, Unix datagram sockets) are in
 //! [`datagram`] (`DatagramProtocol`), and child processes with piped stdin,
-//! stdout and stderr in [`subprocess`] (`SubprocessProtocol`).
+//! stdout and stderr in [`subprocess`] (`SubprocessProtocol`). With the
+//! `tls` feature, `tls` runs the same protocols over TLS (rustls): servers,
+//! clients and STARTTLS upgrades.
 //!
 //! ```
 //! use std::io::{Read, Write};
