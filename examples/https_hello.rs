@@ -9,7 +9,7 @@
 //! curl --cacert ca.pem https://localhost:8443/
 //!
 //! cargo run --release --features tls --example https_hello -- --cert cert.pem --key key.pem
-//!     [--addr HOST:PORT] [--handshake-timeout-ms MS]
+//!     [--addr HOST:PORT] [--handshake-timeout-ms MS] [--no-resumption]
 //!     [--idle-timeout-ms MS] [--header-timeout-ms MS]
 //! ```
 //!
@@ -23,6 +23,10 @@
 //! - `--handshake-timeout-ms` (default 10000): a client that has not
 //!   finished its TLS handshake by then is closed (a stalled handshake
 //!   holds no descriptor for ever).
+//! - `--no-resumption`: no session cache and no session tickets, so every
+//!   handshake is a full one (what `bench/run-https` measures; rustls
+//!   otherwise keeps 256 sessions and sends two TLS 1.3 tickets per
+//!   handshake, and a client that reconnects resumes).
 //! - `--idle-timeout-ms`, `--header-timeout-ms`: as for `http_hello`, once
 //!   the handshake is done.
 //!
@@ -48,7 +52,8 @@ use http_server::{Http, Timeouts};
 
 const USAGE: &str =
     "usage: https_hello (--cert FILE --key FILE | --self-signed [--cert-out FILE]) \
-[--addr HOST:PORT] [--handshake-timeout-ms MS] [--idle-timeout-ms MS] [--header-timeout-ms MS]";
+[--addr HOST:PORT] [--handshake-timeout-ms MS] [--no-resumption] [--idle-timeout-ms MS] \
+[--header-timeout-ms MS]";
 
 /// Where the certificate comes from.
 enum Identity {
@@ -60,6 +65,7 @@ struct Options {
     addr: String,
     identity: Identity,
     handshake_timeout: Duration,
+    resumption: bool,
     timeouts: Timeouts,
 }
 
@@ -67,6 +73,7 @@ fn parse_args() -> anyhow::Result<Options> {
     let mut addr = "127.0.0.1:8443".to_owned();
     let (mut cert, mut key, mut self_signed, mut cert_out) = (None, None, false, None);
     let mut handshake_timeout = Duration::from_secs(10);
+    let mut resumption = true;
     let mut timeouts = Timeouts::default();
     let mut args = support::Args::from_env(USAGE);
     while let Some(flag) = args.next_flag()? {
@@ -79,6 +86,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--handshake-timeout-ms" => {
                 handshake_timeout = Duration::from_millis(args.positive()?);
             }
+            "--no-resumption" => resumption = false,
             "--idle-timeout-ms" => timeouts.idle = Duration::from_millis(args.positive()?),
             "--header-timeout-ms" => timeouts.header = Duration::from_millis(args.positive()?),
             _ => return Err(args.unknown()),
@@ -93,6 +101,7 @@ fn parse_args() -> anyhow::Result<Options> {
         addr,
         identity,
         handshake_timeout,
+        resumption,
         timeouts,
     })
 }
@@ -126,7 +135,12 @@ fn server_config(identity: &Identity) -> anyhow::Result<tls::ServerConfig> {
 fn main() -> anyhow::Result<()> {
     support::init_logger();
     let options = parse_args()?;
-    let acceptor = TlsAcceptor::new(Arc::new(server_config(&options.identity)?))
+    let mut config = server_config(&options.identity)?;
+    if !options.resumption {
+        config.session_storage = Arc::new(tls::rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    let acceptor = TlsAcceptor::new(Arc::new(config))
         .handshake_timeout(Some(options.handshake_timeout));
     let listener = support::listen(&options.addr)?;
     let addr = listener.local_addr()?;
