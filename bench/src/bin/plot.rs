@@ -391,41 +391,31 @@ fn https(csv: &str, out: &Path) {
     // (mode, server, conns) -> (median rate, median CPU µs per request).
     let mut medians: BTreeMap<Key, (f64, f64)> = BTreeMap::new();
     let mut cpu = Series::new();
-    for (mode, what, extra) in [
-        ("keepalive", "requests", false),
-        ("handshake", "handshakes", true),
+    for (mode, what, title) in [
+        (
+            "keepalive",
+            "requests",
+            "Keep-alive: requests on connections kept open",
+        ),
+        (
+            "handshake",
+            "handshakes",
+            "Full handshakes: `Connection: close`, a new connection and handshake per request",
+        ),
     ] {
-        let title = if extra {
-            "Full handshakes: `Connection: close`, a new connection and handshake per request"
-        } else {
-            "Keep-alive: requests on connections kept open"
-        };
         println!("{title}:\n");
         println!(
-            "| server | connections | {what}/s median | (min – max) | server CPU µs/{} median | (min – max) |{} rounds |",
-            what.trim_end_matches('s'),
-            if extra { " TCP accepts per handshake |" } else { "" }
+            "| server | connections | {what}/s median | (min – max) | server CPU µs/{} median | (min – max) | rounds |",
+            what.trim_end_matches('s')
         );
-        println!(
-            "|---|---:|---:|---:|---:|---:|{}---:|",
-            if extra { "---:|" } else { "" }
-        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for ((m, server, conns), rs) in groups.iter().filter(|((m, ..), _)| m == mode) {
             let col = |c: &str| rs.iter().map(|r| num(r, c)).collect::<Vec<_>>();
             let mut rate = col("req_per_s");
             let mut us = col("cpu_us_per_req");
             let (r, u) = (median(&mut rate), median(&mut us));
-            let accepts = if extra {
-                let mut a: Vec<f64> = rs
-                    .iter()
-                    .map(|r| num(r, "tcp_opens") / num(r, "requests"))
-                    .collect();
-                format!(" {:.3} |", median(&mut a))
-            } else {
-                String::new()
-            };
             println!(
-                "| {server} | {conns} | {} | ({} – {}) | {} | ({} – {}) |{accepts} {} |",
+                "| {server} | {conns} | {} | ({} – {}) | {} | ({} – {}) | {} |",
                 fmt(r),
                 fmt(rate[0]),
                 fmt(rate[rate.len() - 1]),
