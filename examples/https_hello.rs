@@ -140,8 +140,8 @@ fn main() -> anyhow::Result<()> {
         config.session_storage = Arc::new(tls::rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
     }
-    let acceptor = TlsAcceptor::new(Arc::new(config))
-        .handshake_timeout(Some(options.handshake_timeout));
+    let acceptor =
+        TlsAcceptor::new(Arc::new(config)).handshake_timeout(Some(options.handshake_timeout));
     let listener = support::listen(&options.addr)?;
     let addr = listener.local_addr()?;
 
