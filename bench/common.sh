@@ -41,6 +41,8 @@ server_cmd() {
         io-pool) echo "$BIN/examples/io_models --addr 127.0.0.1:0 --model pool --pool ${POOL:-1000}" ;;
         io-*) echo "$BIN/examples/io_models --addr 127.0.0.1:0 --model ${1#io-}" ;;
         http_hello) echo "$BIN/examples/http_hello --addr 127.0.0.1:0" ;;
+        # bench/run-https sets TLS_CERT and TLS_KEY (nginx serves the same files).
+        https_hello) echo "$BIN/examples/https_hello --addr 127.0.0.1:0 --cert ${TLS_CERT:?} --key ${TLS_KEY:?} --no-resumption" ;;
         *) echo "unknown server $1" >&2; return 1 ;;
     esac
 }
@@ -89,6 +91,40 @@ stop_server() {
     kill -TERM $target 2>/dev/null || true
     wait "$SRV_PID" 2>/dev/null || true
     SRV_PID=
+}
+
+# Ticks (utime + stime) of a process and its children (nginx's worker).
+ticks() {
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
+# free_port: sets FREE_PORT to a port the kernel gives out (taken by a
+# throwaway http_hello, then freed), for a server that cannot bind port 0
+# and say which it got (nginx).
+free_port() {
+    start_server http_hello
+    FREE_PORT=${SRV_ADDR##*:}
+    stop_server
+}
+
+# start_nginx PORT PROBE: nginx on $WORK/nginx/nginx.conf (which listens on
+# 127.0.0.1:PORT) in the foreground of a background job; sets SRV_PID (the
+# master) and SRV_ADDR, and returns once its worker runs and `PROBE ADDR`
+# succeeds.
+start_nginx() {
+    nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/srv.err" &
+    SRV_PID=$! SRV_ADDR=127.0.0.1:$1
+    for _ in $(seq 100); do
+        [[ -n $(pgrep -P "$SRV_PID") ]] && "$2" "$SRV_ADDR" && return 0
+        sleep 0.1
+    done
+    echo "nginx did not start" >&2
+    cat "$WORK/srv.err" "$WORK/nginx/logs/error.log" >&2
+    return 1
 }
 
 # Installs Debian packages on demand; false (and a message) if it cannot.

@@ -6,6 +6,7 @@
 //! plot counts CSV OUT_DIR         # bench/run-counts: instructions, syscalls per message
 //! plot select CSV OUT_DIR         # bench/run-criterion: select() cost vs N per backend
 //! plot http CSV OUT_DIR           # bench/run-http: CPU per request
+//! plot https CSV OUT_DIR          # bench/run-https: keep-alive and full handshakes
 //! ```
 
 use std::collections::BTreeMap;
@@ -372,9 +373,87 @@ fn http(csv: &str, out: &Path) {
     );
 }
 
+/// bench/run-https: per mode (`keepalive`: requests on kept connections;
+/// `handshake`: a new connection, so a full handshake, per request), the
+/// rate and server CPU per request, then the ratio of the two servers.
+fn https(csv: &str, out: &Path) {
+    let rows = read_csv(csv);
+    type Key = (String, String, u64);
+    let mut groups: BTreeMap<Key, Vec<&BTreeMap<String, String>>> = BTreeMap::new();
+    for r in &rows {
+        let key = (
+            r["mode"].clone(),
+            r["server"].clone(),
+            num(r, "conns") as u64,
+        );
+        groups.entry(key).or_default().push(r);
+    }
+    // (mode, server, conns) -> (median rate, median CPU µs per request).
+    let mut medians: BTreeMap<Key, (f64, f64)> = BTreeMap::new();
+    let mut cpu = Series::new();
+    for (mode, what, title) in [
+        (
+            "keepalive",
+            "requests",
+            "Keep-alive: requests on connections kept open",
+        ),
+        (
+            "handshake",
+            "handshakes",
+            "Full handshakes: `Connection: close`, a new connection and handshake per request",
+        ),
+    ] {
+        println!("{title}:\n");
+        println!(
+            "| server | connections | {what}/s median | (min – max) | server CPU µs/{} median | (min – max) | rounds |",
+            what.trim_end_matches('s')
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for ((m, server, conns), rs) in groups.iter().filter(|((m, ..), _)| m == mode) {
+            let col = |c: &str| rs.iter().map(|r| num(r, c)).collect::<Vec<_>>();
+            let mut rate = col("req_per_s");
+            let mut us = col("cpu_us_per_req");
+            let (r, u) = (median(&mut rate), median(&mut us));
+            println!(
+                "| {server} | {conns} | {} | ({} – {}) | {} | ({} – {}) | {} |",
+                fmt(r),
+                fmt(rate[0]),
+                fmt(rate[rate.len() - 1]),
+                fmt(u),
+                fmt(us[0]),
+                fmt(us[us.len() - 1]),
+                rs.len()
+            );
+            medians.insert((m.clone(), server.clone(), *conns), (r, u));
+            push(&mut cpu, &format!("{server} {mode}"), (*conns as f64, u));
+        }
+        println!();
+    }
+    println!("https_hello / nginx, medians:\n");
+    println!("| test | connections | rate | server CPU per request |");
+    println!("|---|---:|---:|---:|");
+    for ((mode, server, conns), (r, u)) in &medians {
+        if server != "https_hello" {
+            continue;
+        }
+        if let Some((nr, nu)) = medians.get(&(mode.clone(), "nginx".into(), *conns)) {
+            println!("| {mode} | {conns} | {:.2} | {:.2} |", r / nr, u / nu);
+        }
+    }
+    println!();
+    chart(
+        &out.join("https-cpu.svg"),
+        "HTTPS hello under wrk: server CPU µs per request (median)",
+        "connections",
+        "CPU µs / request",
+        &cpu,
+        true,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: plot (ab CSV OUT_DIR PREFIX | counts CSV OUT_DIR | select CSV OUT_DIR | http CSV OUT_DIR)";
+    let usage = "usage: plot (ab CSV OUT_DIR PREFIX | counts CSV OUT_DIR | select CSV OUT_DIR | http CSV OUT_DIR | https CSV OUT_DIR)";
     let (Some(cmd), Some(csv), Some(out)) = (args.first(), args.get(1), args.get(2)) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -385,6 +464,7 @@ fn main() {
         "counts" => counts(csv, out),
         "select" => select(csv, out),
         "http" => http(csv, out),
+        "https" => https(csv, out),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
