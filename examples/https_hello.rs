@@ -9,7 +9,7 @@
 //! curl --cacert ca.pem https://localhost:8443/
 //!
 //! cargo run --release --features tls --example https_hello -- --cert cert.pem --key key.pem
-//!     [--addr HOST:PORT] [--handshake-timeout-ms MS]
+//!     [--addr HOST:PORT] [--handshake-timeout-ms MS] [--no-resumption]
 //!     [--idle-timeout-ms MS] [--header-timeout-ms MS]
 //! ```
 //!
@@ -23,6 +23,10 @@
 //! - `--handshake-timeout-ms` (default 10000): a client that has not
 //!   finished its TLS handshake by then is closed (a stalled handshake
 //!   holds no descriptor for ever).
+//! - `--no-resumption`: no session cache and no session tickets, so every
+//!   handshake is a full one (what `bench/run-https` measures; rustls
+//!   otherwise keeps 256 sessions and sends two TLS 1.3 tickets per
+//!   handshake, and a client that reconnects resumes).
 //! - `--idle-timeout-ms`, `--header-timeout-ms`: as for `http_hello`, once
 //!   the handshake is done.
 //!
@@ -51,12 +55,14 @@ mod tls_identity;
 
 const USAGE: &str =
     "usage: https_hello (--cert FILE --key FILE | --self-signed [--cert-out FILE]) \
-[--addr HOST:PORT] [--handshake-timeout-ms MS] [--idle-timeout-ms MS] [--header-timeout-ms MS]";
+[--addr HOST:PORT] [--handshake-timeout-ms MS] [--no-resumption] [--idle-timeout-ms MS] \
+[--header-timeout-ms MS]";
 
 struct Options {
     addr: String,
     identity: support::TlsFlags,
     handshake_timeout: Duration,
+    resumption: bool,
     timeouts: Timeouts,
 }
 
@@ -65,6 +71,7 @@ fn parse_args() -> anyhow::Result<Options> {
         addr: "127.0.0.1:8443".to_owned(),
         identity: support::TlsFlags::default(),
         handshake_timeout: Duration::from_secs(10),
+        resumption: true,
         timeouts: Timeouts::default(),
     };
     let mut args = support::Args::from_env(USAGE);
@@ -74,6 +81,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--handshake-timeout-ms" => {
                 options.handshake_timeout = Duration::from_millis(args.positive()?);
             }
+            "--no-resumption" => options.resumption = false,
             "--idle-timeout-ms" => options.timeouts.idle = Duration::from_millis(args.positive()?),
             "--header-timeout-ms" => {
                 options.timeouts.header = Duration::from_millis(args.positive()?);
@@ -88,8 +96,12 @@ fn parse_args() -> anyhow::Result<Options> {
 fn main() -> anyhow::Result<()> {
     support::init_logger();
     let options = parse_args()?;
-    let config =
+    let mut config =
         tls_identity::server_config(&options.identity, &[b"http/1.1"]).with_context(|| USAGE)?;
+    if !options.resumption {
+        config.session_storage = Arc::new(tls::rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     let acceptor =
         TlsAcceptor::new(Arc::new(config)).handshake_timeout(Some(options.handshake_timeout));
     let listener = support::listen(&options.addr)?;

@@ -408,3 +408,28 @@ fn ctrl_c_exits_0_with_tls_connections_open() {
     let status = server.server.interrupt();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// The kind of handshake a fresh connection with `config` makes.
+fn handshake_kind(server: &Https, config: &Arc<tls::ClientConfig>) -> tls::rustls::HandshakeKind {
+    let mut c = server.connect(config);
+    c.send(get("").as_bytes());
+    c.response(false).assert_hello(false);
+    c.stream
+        .conn
+        .handshake_kind()
+        .expect("the handshake is done")
+}
+
+#[test]
+fn a_reconnecting_client_resumes_unless_resumption_is_off() {
+    use tls::rustls::HandshakeKind::{Full, Resumed};
+    let resuming = server(&[]);
+    let config = resuming.client_config();
+    assert_eq!(handshake_kind(&resuming, &config), Full);
+    assert_eq!(handshake_kind(&resuming, &config), Resumed);
+
+    let full_only = server(&["--no-resumption"]);
+    let config = full_only.client_config();
+    assert_eq!(handshake_kind(&full_only, &config), Full);
+    assert_eq!(handshake_kind(&full_only, &config), Full);
+}
