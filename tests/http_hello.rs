@@ -9,11 +9,10 @@ mod example_util;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use example_util::http_client::{is_reset, Client, PATIENCE};
-use example_util::{curl, python3, run_python, Server};
+use example_util::{curl, python3, run_curl, run_python, Server};
 
 fn server(flags: &[&str]) -> Server {
     let mut args = vec!["--addr", "127.0.0.1:0"];
@@ -491,22 +490,6 @@ print("requests 5 connections", len(ports))
     let (ok, stdout, stderr) = run_python(&python, script, &args);
     assert!(ok, "python failed:\n{stdout}\n{stderr}");
     assert_eq!(stdout.trim(), "requests 5 connections 1");
-}
-
-fn run_curl(curl: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(curl)
-        .args(["-sS", "--max-time", "10"])
-        .args(["-w", "\n%{http_code} %{http_version} %{num_connects}\n"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]

@@ -11,14 +11,14 @@ mod example_util;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use example_util::http_client::{is_reset, Client, PATIENCE};
-use example_util::{curl, python3, run_python, Server};
+use example_util::{curl, python3, run_curl, run_python, Server};
 use selectloop::transport::tls::rustls::pki_types::pem::PemObject;
 use selectloop::transport::tls::rustls::{ClientConnection, StreamOwned};
 use selectloop::transport::tls::{self, CertificateDer, ServerName};
@@ -263,22 +263,6 @@ fn a_client_stalling_in_the_handshake_is_closed_after_the_handshake_timeout() {
         connected.elapsed() >= timeout,
         "closed before the handshake timeout"
     );
-}
-
-fn run_curl(curl: &Path, args: &[&str]) -> String {
-    let out = Command::new(curl)
-        .args(["-sS", "--max-time", "10"])
-        .args(["-w", "\n%{http_code} %{http_version} %{num_connects}\n"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]

@@ -89,8 +89,17 @@ where
     P: Protocol<B>,
     F: FnMut() -> P + 'static,
 {
+    bind_and_serve(addr, |listener| serve(lp, listener, factory))
+}
+
+/// A listener bound to `addr` with the defaults of [`ListenerBuilder`],
+/// handed to `serve`; its token and the address it is bound to.
+pub(super) fn bind_and_serve(
+    addr: impl ToSocketAddrs,
+    serve: impl FnOnce(TcpListener) -> Result<Token<TcpListener>, RegisterError<TcpListener>>,
+) -> crate::Result<(Token<TcpListener>, SocketAddr)> {
     let listener = ListenerBuilder::new(addr).build()?;
     let local = listener.local_addr()?;
-    let token = serve(lp, listener, factory).map_err(RegisterError::into_error)?;
+    let token = serve(listener).map_err(RegisterError::into_error)?;
     Ok((token, local))
 }

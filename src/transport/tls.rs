@@ -110,7 +110,7 @@ use super::stream::{
     F_CLOSING, F_EOF_RECEIVED, F_MADE, F_READ_PAUSED, NO_WRITE,
 };
 use super::{Protocol, Transport};
-use crate::net::{serve_listener, ListenerBuilder};
+use crate::net::serve_listener;
 use crate::{Backend, CallHandle, EventLoop, RegisterError, Token};
 
 /// asyncio's default TLS handshake timeout (`ssl_handshake_timeout`): a
@@ -339,10 +339,7 @@ where
     P: Protocol<B>,
     F: FnMut() -> P + 'static,
 {
-    let listener = ListenerBuilder::new(addr).build()?;
-    let local = listener.local_addr()?;
-    let token = serve_tls(lp, listener, acceptor, factory).map_err(RegisterError::into_error)?;
-    Ok((token, local))
+    super::server::bind_and_serve(addr, |listener| serve_tls(lp, listener, acceptor, factory))
 }
 
 /// Opens a TLS connection to `addr` (`"host:port"`) for `protocol`

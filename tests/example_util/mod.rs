@@ -149,6 +149,24 @@ pub fn curl(test: &str) -> Option<PathBuf> {
     find_tool("curl", &["--version"], test)
 }
 
+/// Runs curl (`-sS`, at most 10 s) with `args`, each transfer followed by
+/// a line `CODE VERSION CONNECTS`; asserts it succeeded; its stdout.
+pub fn run_curl(curl: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(curl)
+        .args(["-sS", "--max-time", "10"])
+        .args(["-w", "\n%{http_code} %{http_version} %{num_connects}\n"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn find_tool(tool: &str, probe: &[&str], test: &str) -> Option<PathBuf> {
     match Command::new(tool)
         .args(probe)
