@@ -22,48 +22,26 @@ use selectloop::transport::tls::{
 use selectloop::transport::{self, Protocol, StreamToken, Transport};
 use selectloop::EventLoop;
 
+use common::{pattern, quiet_loop, run_until};
 use rustls::{ClientConfig, ClientConnection, Connection, ProtocolVersion, ServerConfig};
 
 /// How long any one step may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(30);
+const PATIENCE: Duration = common::LOOP_PATIENCE;
 /// The whole test, past which the watchdog aborts the process.
 const WATCHDOG: Duration = Duration::from_secs(120);
 
-/// Runs the loop until `done()` holds; panics after [`PATIENCE`].
-fn run_until(lp: &mut EventLoop, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        lp.run_once(Some(Duration::from_millis(50)))
-            .expect("run_once");
-    }
+/// Runs a test under the [`WATCHDOG`], with a localhost identity and a
+/// quiet loop.
+fn tls_test(body: impl FnOnce(&Identity, &mut EventLoop)) {
+    common::with_timeout(WATCHDOG, || {
+        body(&Identity::localhost(), &mut quiet_loop());
+    });
 }
 
 /// Runs the loop until the thread is done, then joins it.
 fn run_until_joined<T>(lp: &mut EventLoop, what: &str, thread: JoinHandle<T>) -> T {
     run_until(lp, what, || thread.is_finished());
     thread.join().expect("client thread panicked")
-}
-
-/// A loop whose error handler fails the test: TLS failures go to the
-/// protocols, never there.
-fn quiet_loop() -> EventLoop {
-    let mut lp = EventLoop::new().expect("loop");
-    lp.set_error_handler(|_lp, failure| panic!("error handler reached: {failure}"));
-    lp
-}
-
-/// Reproducible bytes: xorshift from `seed`.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -159,7 +137,7 @@ fn client_pki() -> ClientPki {
 }
 
 // ---------------------------------------------------------------------------
-// Protocols that record what they see
+// One protocol that records what it sees, in several roles
 
 /// What a connection showed of its TLS session.
 #[derive(Debug, Clone, Default)]
@@ -183,20 +161,28 @@ fn tls_info(conn: Option<&Connection>) -> TlsInfo {
     }
 }
 
-/// What protocols saw, shared with the test.
+/// What a [`Recorder`] saw, shared with the test.
 #[derive(Default, Debug)]
 struct Seen {
     made: usize,
+    /// The session of each connection made over TLS (not of STARTTLS ones).
     tls: Vec<TlsInfo>,
+    tokens: Vec<StreamToken<Recorder>>,
+    /// Plaintext that came over TLS.
     data: Vec<u8>,
+    /// Plaintext that came before any TLS (STARTTLS).
+    plain: Vec<u8>,
+    /// What came while reading was paused.
+    data_while_paused: Vec<u8>,
     eof: usize,
+    tls_started: usize,
+    /// What a second `start_tls_*` from `tls_started` said.
+    already: Vec<io::ErrorKind>,
     lost: Vec<Option<io::Error>>,
     failed: Vec<io::Error>,
     paused: usize,
     resumed: usize,
     max_buffered: usize,
-    tokens: Vec<StreamToken<Echo>>,
-    tokens_paused: Vec<StreamToken<PausedAtFirst>>,
 }
 
 type Shared = Rc<RefCell<Seen>>;
@@ -212,6 +198,30 @@ impl Seen {
     fn failed_kinds(&self) -> Vec<io::ErrorKind> {
         self.failed.iter().map(io::Error::kind).collect()
     }
+
+    /// Lost or failed: nothing more will happen.
+    fn ended(&self) -> bool {
+        !self.lost.is_empty() || !self.failed.is_empty()
+    }
+
+    /// Asserts one connection that never failed, got `data` over TLS and
+    /// ended cleanly.
+    #[track_caller]
+    fn assert_clean(&self, data: &[u8]) {
+        assert!(self.failed.is_empty(), "failed: {:?}", self.failed);
+        assert_eq!(self.data, data);
+        assert_eq!(self.lost_kinds(), vec![None], "{:?}", self.lost);
+    }
+
+    /// Asserts one connection that failed its handshake with `kind` (and
+    /// so was never made nor lost); returns the error.
+    #[track_caller]
+    fn handshake_failure(&self, kind: io::ErrorKind) -> &io::Error {
+        assert_eq!(self.made, 0, "connection_made despite a failed handshake");
+        assert!(self.lost.is_empty(), "lost: {:?}", self.lost);
+        assert_eq!(self.failed_kinds(), vec![kind], "{:?}", self.failed);
+        &self.failed[0]
+    }
 }
 
 /// The rustls error an I/O error carries, if any.
@@ -220,129 +230,279 @@ fn rustls_source(e: &io::Error) -> Option<&rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-/// A server: echoes with asyncio's flow control, and records everything.
-struct Echo {
-    seen: Shared,
-    /// What `eof_received` returns (and writes, if anything).
-    keep_open_on_eof: Option<&'static [u8]>,
-}
-
-impl Echo {
-    fn factory(seen: &Shared) -> impl FnMut() -> Echo + 'static {
-        let seen = seen.clone();
-        move || Echo {
-            seen: seen.clone(),
-            keep_open_on_eof: None,
-        }
-    }
-}
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        let info = tls_info(t.tls());
-        let mut seen = self.seen.borrow_mut();
-        seen.made += 1;
-        seen.tls.push(info);
-        seen.tokens.push(t.token());
-    }
-    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
-        assert!(t.tls().is_some(), "plaintext before the handshake is done");
-        t.write(data);
-        let mut seen = self.seen.borrow_mut();
-        seen.data.extend_from_slice(data);
-        seen.max_buffered = seen.max_buffered.max(t.write_buffer_size());
-    }
-    fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
-        self.seen.borrow_mut().eof += 1;
-        match self.keep_open_on_eof {
-            Some(reply) => {
-                t.write(reply);
-                true
+/// Asserts that an `&io::Error` carries a rustls error matching a pattern.
+macro_rules! assert_rustls {
+    // `match`, not `let`: a temporary in `$error` (a `borrow()`) lives on.
+    ($error:expr, $pattern:pat) => {
+        match $error {
+            e => {
+                let e: &io::Error = e;
+                assert!(matches!(rustls_source(e), Some($pattern)), "{e:?}");
             }
-            None => false,
+        }
+    };
+}
+
+/// What a [`Recorder`] does besides recording.
+#[derive(Clone)]
+enum Role {
+    /// Echoes, with asyncio's flow control (reading paused while writing
+    /// is). At the end of stream, writes `Some(reply)` and stays open;
+    /// with `None`, closes.
+    Echo {
+        keep_open_on_eof: Option<&'static [u8]>,
+    },
+    /// A client: sends its message once the handshake is done, closes once
+    /// it has as much back.
+    Hello(Vec<u8>),
+    /// Writes its message and closes, at once.
+    SayThenClose(&'static [u8]),
+    /// Writes its message and aborts, at once.
+    SayThenAbort(&'static [u8]),
+    /// Pauses reading as soon as it is made; echoes once resumed; the end
+    /// of stream must come after the data, and not while paused.
+    PausedAtFirst,
+    /// Sends a request, half-closes (close_notify, then the TCP write side;
+    /// a write after that is ignored), and reads the reply to the server's
+    /// close_notify, after which it closes by itself.
+    HalfClose,
+    /// A plain line protocol: "STARTTLS\n" is answered "OK\n" and upgrades;
+    /// what comes after the handshake is echoed.
+    StartTlsServer(TlsAcceptor),
+    /// Asks for STARTTLS, upgrades on "OK\n", sends `secret` over TLS and
+    /// closes once it is echoed.
+    StartTlsClient {
+        connector: TlsConnector,
+        secret: &'static [u8],
+    },
+}
+
+impl Role {
+    fn is_start_tls(&self) -> bool {
+        matches!(self, Role::StartTlsServer(_) | Role::StartTlsClient { .. })
+    }
+}
+
+/// Plays a [`Role`], recording every callback in a [`Seen`].
+struct Recorder {
+    seen: Shared,
+    role: Role,
+}
+
+impl Recorder {
+    /// Connections playing `role`, all recording into `seen`.
+    fn factory(seen: &Shared, role: Role) -> impl FnMut() -> Recorder + 'static {
+        let seen = seen.clone();
+        move || Recorder {
+            seen: seen.clone(),
+            role: role.clone(),
         }
     }
-    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
-        self.seen.borrow_mut().lost.push(error);
-    }
-    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
-        self.seen.borrow_mut().failed.push(error);
-    }
-    fn pause_writing(&mut self, t: &mut Transport<'_, Self>) {
-        self.seen.borrow_mut().paused += 1;
-        t.pause_reading();
-    }
-    fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
-        self.seen.borrow_mut().resumed += 1;
-        t.resume_reading();
+
+    /// Upgrades a STARTTLS connection (again, from `tls_started`).
+    fn start_tls(&self, t: &mut Transport<'_, Self>) -> io::Result<()> {
+        match &self.role {
+            Role::StartTlsServer(acceptor) => t.start_tls_server(acceptor),
+            Role::StartTlsClient { connector, .. } => t.start_tls_client(connector, "localhost"),
+            _ => unreachable!("not a STARTTLS role"),
+        }
     }
 }
 
-/// A client on the loop: sends `msg` once the handshake is done, closes
-/// once it has it back.
-struct Hello {
-    msg: Vec<u8>,
-    seen: Shared,
-}
-
-impl Protocol for Hello {
+impl Protocol for Recorder {
     fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        let info = tls_info(t.tls());
+        if let Role::PausedAtFirst = self.role {
+            t.pause_reading();
+        }
         {
             let mut seen = self.seen.borrow_mut();
             seen.made += 1;
-            seen.tls.push(info);
+            seen.tokens.push(t.token());
+            if self.role.is_start_tls() {
+                assert!(t.tls().is_none(), "STARTTLS begins in plaintext");
+            } else {
+                seen.tls.push(tls_info(t.tls()));
+            }
         }
-        t.write(&self.msg);
+        match &self.role {
+            Role::Hello(msg) => t.write(msg),
+            Role::SayThenClose(msg) => {
+                t.write(msg);
+                t.close();
+            }
+            Role::SayThenAbort(msg) => {
+                t.write(msg);
+                t.abort();
+            }
+            Role::HalfClose => {
+                t.write(b"request, then end of stream");
+                t.write_eof();
+                t.write(b"ignored");
+            }
+            Role::StartTlsClient { .. } => t.write(b"EHLO test\nSTARTTLS\n"),
+            _ => {}
+        }
     }
+
     fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
-        let mut seen = self.seen.borrow_mut();
-        seen.data.extend_from_slice(data);
-        if seen.data.len() >= self.msg.len() {
-            t.close();
+        let over_tls = t.tls().is_some();
+        // Recorded first, and not borrowed across the transport's calls
+        // (a write may call pause_writing at once).
+        let (upgrade, data_len) = {
+            let mut seen = self.seen.borrow_mut();
+            if over_tls {
+                if self.role.is_start_tls() {
+                    assert!(seen.tls_started > 0, "data before tls_started");
+                }
+                if !t.is_reading() {
+                    seen.data_while_paused.extend_from_slice(data);
+                }
+                seen.data.extend_from_slice(data);
+            } else {
+                assert!(
+                    self.role.is_start_tls(),
+                    "plaintext before the handshake is done"
+                );
+                seen.plain.extend_from_slice(data);
+            }
+            let upgrade = match self.role {
+                Role::StartTlsServer(_) => seen.plain.ends_with(b"STARTTLS\n"),
+                Role::StartTlsClient { .. } => seen.plain == b"OK\n",
+                _ => false,
+            };
+            (upgrade, seen.data.len())
+        };
+        if !over_tls {
+            if upgrade {
+                if let Role::StartTlsServer(_) = self.role {
+                    t.write(b"OK\n");
+                }
+                self.start_tls(t).expect("start_tls");
+            }
+            return;
+        }
+        match &self.role {
+            Role::Echo { .. } | Role::PausedAtFirst | Role::StartTlsServer(_) => {
+                t.write(data);
+                let mut seen = self.seen.borrow_mut();
+                seen.max_buffered = seen.max_buffered.max(t.write_buffer_size());
+            }
+            Role::Hello(msg) if data_len >= msg.len() => t.close(),
+            Role::StartTlsClient { secret, .. } if data_len >= secret.len() => t.close(),
+            _ => {}
         }
     }
-    fn eof_received(&mut self, _t: &mut Transport<'_, Self>) -> bool {
-        self.seen.borrow_mut().eof += 1;
-        false
+
+    fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
+        let data_before = {
+            let mut seen = self.seen.borrow_mut();
+            seen.eof += 1;
+            !seen.data.is_empty()
+        };
+        match self.role {
+            Role::Echo {
+                keep_open_on_eof: Some(reply),
+            } => {
+                t.write(reply);
+                true
+            }
+            Role::PausedAtFirst => {
+                assert!(t.is_reading(), "eof_received while reading is paused");
+                assert!(data_before, "eof_received before the data");
+                false
+            }
+            Role::HalfClose => true, // closes by itself: both directions have ended
+            _ => false,
+        }
     }
+
     fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
         self.seen.borrow_mut().lost.push(error);
     }
+
     fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
         self.seen.borrow_mut().failed.push(error);
     }
+
+    fn pause_writing(&mut self, t: &mut Transport<'_, Self>) {
+        self.seen.borrow_mut().paused += 1;
+        if let Role::Echo { .. } = self.role {
+            t.pause_reading();
+        }
+    }
+
+    fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
+        self.seen.borrow_mut().resumed += 1;
+        if let Role::Echo { .. } = self.role {
+            t.resume_reading();
+        }
+    }
+
+    fn tls_started(&mut self, t: &mut Transport<'_, Self>) {
+        self.seen.borrow_mut().tls_started += 1;
+        assert!(t.tls().is_some_and(|c| !c.is_handshaking()));
+        if let Err(e) = self.start_tls(t) {
+            self.seen.borrow_mut().already.push(e.kind());
+        }
+        if let Role::StartTlsClient { secret, .. } = self.role {
+            t.write(secret);
+        }
+    }
 }
 
-/// Starts a [`Hello`] client to `addr` and returns what it will see.
-fn hello(lp: &mut EventLoop, addr: SocketAddr, connector: &TlsConnector, msg: &[u8]) -> Shared {
+/// The echo server's role.
+const ECHO: Role = Role::Echo {
+    keep_open_on_eof: None,
+};
+
+// ---------------------------------------------------------------------------
+// Servers and clients on the loop
+
+/// A TLS server on the loop whose connections play `role`; its address,
+/// and what they all see.
+fn serve(lp: &mut EventLoop, acceptor: TlsAcceptor, role: Role) -> (SocketAddr, Shared) {
     let seen = Shared::default();
-    tls::connect_tls(
-        lp,
-        &addr.to_string(),
-        Some(PATIENCE),
-        connector,
-        Hello {
-            msg: msg.to_vec(),
-            seen: seen.clone(),
-        },
-    )
-    .expect("connect_tls");
+    let (_listener, addr) =
+        tls::serve_tls_addr(lp, "127.0.0.1:0", acceptor, Recorder::factory(&seen, role))
+            .expect("serve_tls");
+    (addr, seen)
+}
+
+/// A TLS client on the loop to `addr` playing `role`; what it will see.
+fn connect(lp: &mut EventLoop, addr: &str, connector: &TlsConnector, role: Role) -> Shared {
+    let seen = Shared::default();
+    let protocol = Recorder {
+        seen: seen.clone(),
+        role,
+    };
+    tls::connect_tls(lp, addr, Some(PATIENCE), connector, protocol).expect("connect_tls");
     seen
 }
 
-/// Runs a [`Hello`] to completion and checks that it got its echo back.
+/// Starts a [`Role::Hello`] client to `addr` and returns what it will see.
+fn hello(lp: &mut EventLoop, addr: SocketAddr, connector: &TlsConnector, msg: &[u8]) -> Shared {
+    connect(lp, &addr.to_string(), connector, Role::Hello(msg.to_vec()))
+}
+
+/// Runs the loop until `seen`'s connection is lost or has failed.
+fn run_until_ended(lp: &mut EventLoop, what: &str, seen: &Shared) {
+    run_until(lp, what, || seen.borrow().ended());
+}
+
+/// Runs the loop until both sides' connections are lost.
+fn run_until_both_lost(lp: &mut EventLoop, client: &Shared, server: &Shared) {
+    run_until(lp, "both sides to be lost", || {
+        !client.borrow().lost.is_empty() && !server.borrow().lost.is_empty()
+    });
+}
+
+/// Runs a [`Role::Hello`] to completion and checks that it got its echo back.
 fn assert_served(lp: &mut EventLoop, addr: SocketAddr, connector: &TlsConnector, msg: &[u8]) {
     let seen = hello(lp, addr, connector, msg);
-    run_until(lp, "a good client to be served", || {
-        let s = seen.borrow();
-        !s.lost.is_empty() || !s.failed.is_empty()
-    });
+    run_until_ended(lp, "a good client to be served", &seen);
     let s = seen.borrow();
-    assert!(s.failed.is_empty(), "good client failed: {:?}", s.failed);
+    s.assert_clean(msg);
     assert_eq!(s.made, 1);
-    assert_eq!(s.data, msg);
-    assert_eq!(s.lost_kinds(), vec![None]);
 }
 
 // ---------------------------------------------------------------------------
@@ -360,11 +520,61 @@ fn blocking_client(addr: SocketAddr, config: ClientConfig, name: &str) -> Blocki
     rustls::StreamOwned::new(conn, sock)
 }
 
+/// A thread running `session` on a blocking client of `addr` ("localhost"),
+/// configured by `config`.
+fn spawn_client<T: Send + 'static>(
+    addr: SocketAddr,
+    config: ClientConfig,
+    session: impl FnOnce(&mut BlockingClient) -> io::Result<T> + Send + 'static,
+) -> JoinHandle<io::Result<T>> {
+    thread::spawn(move || session(&mut blocking_client(addr, config, "localhost")))
+}
+
+/// A raw TCP connection to `addr` from a thread, with a read timeout;
+/// `session` is what the thread does with it.
+fn spawn_raw<T: Send + 'static>(
+    addr: SocketAddr,
+    session: impl FnOnce(TcpStream) -> io::Result<T> + Send + 'static,
+) -> JoinHandle<io::Result<T>> {
+    thread::spawn(move || {
+        let raw = TcpStream::connect(addr)?;
+        raw.set_read_timeout(Some(PATIENCE))?;
+        session(raw)
+    })
+}
+
 /// Reads exactly `len` bytes of plaintext.
 fn read_exactly(c: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0; len];
     c.read_exact(&mut buf)?;
     Ok(buf)
+}
+
+/// Writes `msg` and reads as many bytes back: what the echo sent.
+fn round_trip(c: &mut (impl Read + Write), msg: &[u8]) -> io::Result<Vec<u8>> {
+    c.write_all(msg)?;
+    read_exactly(c, msg.len())
+}
+
+/// Sends close_notify and reads what is left up to the server's own: an
+/// `UnexpectedEof` error if the server ends the TCP stream without one.
+fn close_notify_and_read_rest(c: &mut BlockingClient) -> io::Result<Vec<u8>> {
+    c.conn.send_close_notify();
+    c.flush()?;
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)?;
+    Ok(rest)
+}
+
+/// Reads to the end, which must be a truncation (no close_notify).
+#[track_caller]
+fn expect_truncation(c: &mut impl Read) {
+    let mut rest = Vec::new();
+    match c.read_to_end(&mut rest) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected a truncation, got {other:?} after {rest:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -376,14 +586,9 @@ fn read_exactly(c: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
 /// server's flow control is exercised for certain.
 #[test]
 fn echo_8_mib_each_way_with_flow_control() {
-    common::with_timeout(WATCHDOG, || {
+    tls_test(|id, lp| {
         const TOTAL: usize = 8 << 20;
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
-        let (_server, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), Echo::factory(&seen))
-                .expect("serve_tls");
+        let (addr, seen) = serve(lp, id.acceptor(), ECHO);
 
         // A small receive buffer: the server's send buffer (4 MiB at most
         // on Linux) and ours together cannot hold 8 MiB, so the server
@@ -469,20 +674,18 @@ fn echo_8_mib_each_way_with_flow_control() {
             Ok(got)
         });
 
-        run_until(&mut lp, "the server to pause writing", || {
+        run_until(lp, "the server to pause writing", || {
             seen.borrow().paused > 0
         });
         go.send(()).unwrap();
-        let got = run_until_joined(&mut lp, "the client to finish", client).expect("client");
+        let got = run_until_joined(lp, "the client to finish", client).expect("client");
         assert!(
             got.len() == TOTAL && got == *data,
             "echoed {} of {TOTAL} bytes, or corrupted (first difference at {:?})",
             got.len(),
             got.iter().zip(data.iter()).position(|(a, b)| a != b)
         );
-        run_until(&mut lp, "connection_lost", || {
-            !seen.borrow().lost.is_empty()
-        });
+        run_until_ended(lp, "connection_lost", &seen);
         let s = seen.borrow();
         assert_eq!(s.made, 1);
         assert_eq!(s.data.len(), TOTAL);
@@ -511,27 +714,11 @@ fn echo_8_mib_each_way_with_flow_control() {
 // ---------------------------------------------------------------------------
 // 2. close_notify both ways
 
-/// Says `bye`, closes.
-struct SayBye;
-
-impl Protocol for SayBye {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        t.write(b"bye");
-        t.close();
-    }
-    fn data_received(&mut self, _t: &mut Transport<'_, Self>, _data: &[u8]) {}
-}
-
 #[test]
 fn close_sends_close_notify_and_the_client_reads_a_clean_end() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let (_server, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), || SayBye).expect("serve");
-        let config = id.client_config();
-        let client = thread::spawn(move || -> io::Result<(Vec<u8>, usize)> {
-            let mut c = blocking_client(addr, config, "localhost");
+    tls_test(|id, lp| {
+        let (addr, _) = serve(lp, id.acceptor(), Role::SayThenClose(b"bye"));
+        let client = spawn_client(addr, id.client_config(), |c| {
             let mut got = Vec::new();
             // A TCP end of stream without close_notify would make this
             // fail with UnexpectedEof.
@@ -540,7 +727,7 @@ fn close_sends_close_notify_and_the_client_reads_a_clean_end() {
             let again = c.read(&mut [0u8; 16])?;
             Ok((got, again))
         });
-        let (got, again) = run_until_joined(&mut lp, "the client", client).expect("client");
+        let (got, again) = run_until_joined(lp, "the client", client).expect("client");
         assert_eq!(got, b"bye");
         assert_eq!(again, 0);
     });
@@ -548,30 +735,16 @@ fn close_sends_close_notify_and_the_client_reads_a_clean_end() {
 
 #[test]
 fn client_close_notify_is_eof_received_and_the_server_still_writes_then_write_eof() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
-        let factory_seen = seen.clone();
-        let (_server, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), move || Echo {
-                seen: factory_seen.clone(),
-                keep_open_on_eof: Some(b"[eof seen]"),
-            })
-            .expect("serve");
-        let config = id.client_config();
-        let client = thread::spawn(move || -> io::Result<Vec<u8>> {
-            let mut c = blocking_client(addr, config, "localhost");
-            c.write_all(b"hello")?;
-            let echoed = read_exactly(&mut c, 5)?;
-            assert_eq!(echoed, b"hello");
-            c.conn.send_close_notify();
-            c.flush()?;
-            let mut rest = Vec::new();
-            c.read_to_end(&mut rest)?; // Err(UnexpectedEof) without close_notify
-            Ok(rest)
+    tls_test(|id, lp| {
+        let keep_open = Role::Echo {
+            keep_open_on_eof: Some(b"[eof seen]"),
+        };
+        let (addr, seen) = serve(lp, id.acceptor(), keep_open);
+        let client = spawn_client(addr, id.client_config(), |c| {
+            assert_eq!(round_trip(c, b"hello")?, b"hello");
+            close_notify_and_read_rest(c)
         });
-        run_until(&mut lp, "eof_received", || seen.borrow().eof == 1);
+        run_until(lp, "eof_received", || seen.borrow().eof == 1);
         assert!(seen.borrow().lost.is_empty(), "half-open: not lost yet");
         // eof_received has returned true: writing still works, from
         // anywhere, until write_eof.
@@ -583,11 +756,9 @@ fn client_close_notify_is_eof_received_and_the_server_still_writes_then_write_eo
             t.write(b"[ignored after write_eof]");
         })
         .expect("with_transport");
-        let rest = run_until_joined(&mut lp, "the client", client).expect("client");
+        let rest = run_until_joined(lp, "the client", client).expect("client");
         assert_eq!(rest, b"[eof seen][after eof]");
-        run_until(&mut lp, "connection_lost", || {
-            !seen.borrow().lost.is_empty()
-        });
+        run_until_ended(lp, "connection_lost", &seen);
         let s = seen.borrow();
         assert_eq!(s.data, b"hello");
         assert_eq!(s.eof, 1);
@@ -600,34 +771,19 @@ fn client_close_notify_is_eof_received_and_the_server_still_writes_then_write_eo
 
 #[test]
 fn tcp_eof_without_close_notify_is_unexpected_eof() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
-        let (_server, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), Echo::factory(&seen))
-                .expect("serve");
-        let config = id.client_config();
-        let client = thread::spawn(move || -> io::Result<()> {
-            let mut c = blocking_client(addr, config, "localhost");
-            c.write_all(b"ping")?;
-            assert_eq!(read_exactly(&mut c, 4)?, b"ping");
+    tls_test(|id, lp| {
+        let (addr, seen) = serve(lp, id.acceptor(), ECHO);
+        let client = spawn_client(addr, id.client_config(), |c| {
+            assert_eq!(round_trip(c, b"ping")?, b"ping");
             // The raw socket's end of stream, no close_notify.
             c.sock.shutdown(Shutdown::Write)?;
             // The server closes (without a close_notify of its own, so
             // this end sees a truncation too).
-            let mut rest = Vec::new();
-            match c.read_to_end(&mut rest) {
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-                other => panic!("expected a truncation, got {other:?} ({rest:?})"),
-            }
+            expect_truncation(c);
             Ok(())
         });
-        run_until_joined(&mut lp, "the client", client).expect("client");
-        run_until(&mut lp, "connection_lost", || {
-            !seen.borrow().lost.is_empty()
-        });
+        run_until_joined(lp, "the client", client).expect("client");
+        run_until_ended(lp, "connection_lost", &seen);
         let s = seen.borrow();
         assert_eq!(s.made, 1);
         assert_eq!(s.data, b"ping");
@@ -646,53 +802,29 @@ fn tcp_eof_without_close_notify_is_unexpected_eof() {
 
 #[test]
 fn untrusted_server_certificate_fails_both_sides_and_the_server_keeps_serving() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
+    tls_test(|id, lp| {
         // Also for "localhost", but issued by someone the client does not
         // know.
         let stranger = Identity::named("stranger");
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            id.acceptor(),
-            Echo::factory(&server),
-        )
-        .expect("serve");
-        let client = hello(&mut lp, addr, &stranger.connector(), b"secret");
-        run_until(&mut lp, "both sides to fail", || {
+        let (addr, server) = serve(lp, id.acceptor(), ECHO);
+        let client = hello(lp, addr, &stranger.connector(), b"secret");
+        run_until(lp, "both sides to fail", || {
             !client.borrow().failed.is_empty() && !server.borrow().failed.is_empty()
         });
         {
             let c = client.borrow();
-            assert_eq!(c.made, 0);
-            assert!(c.lost.is_empty());
-            assert_eq!(c.failed.len(), 1);
-            let e = &c.failed[0];
-            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
-            assert!(
-                matches!(
-                    rustls_source(e),
-                    Some(rustls::Error::InvalidCertificate(
-                        rustls::CertificateError::UnknownIssuer
-                    ))
-                ),
-                "{e:?}"
+            assert_rustls!(
+                c.handshake_failure(io::ErrorKind::InvalidData),
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
             );
             let s = server.borrow();
-            assert_eq!(s.made, 0);
-            assert!(s.lost.is_empty());
-            assert_eq!(s.failed.len(), 1);
-            let e = &s.failed[0];
-            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
-            assert!(
-                matches!(rustls_source(e), Some(rustls::Error::AlertReceived(_))),
-                "{e:?}"
+            assert_rustls!(
+                s.handshake_failure(io::ErrorKind::InvalidData),
+                rustls::Error::AlertReceived(_)
             );
             assert!(s.data.is_empty(), "nothing was decrypted");
         }
-        assert_served(&mut lp, addr, &id.connector(), b"trusted");
+        assert_served(lp, addr, &id.connector(), b"trusted");
         let s = server.borrow();
         assert_eq!(s.made, 1);
         assert_eq!(s.failed.len(), 1);
@@ -704,33 +836,16 @@ fn untrusted_server_certificate_fails_both_sides_and_the_server_keeps_serving() 
 
 #[test]
 fn server_handshake_timeout_fails_a_silent_client() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
+    tls_test(|id, lp| {
         let acceptor = id
             .acceptor()
             .handshake_timeout(Some(Duration::from_millis(200)));
-        let (_listener, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", acceptor, Echo::factory(&seen))
-                .expect("serve");
+        let (addr, seen) = serve(lp, acceptor, ECHO);
         let start = Instant::now();
         let raw = TcpStream::connect(addr).expect("connect");
-        run_until(&mut lp, "the handshake timeout", || {
-            !seen.borrow().failed.is_empty()
-        });
+        run_until_ended(lp, "the handshake timeout", &seen);
         let elapsed = start.elapsed();
-        {
-            let s = seen.borrow();
-            assert_eq!(
-                s.failed_kinds(),
-                vec![io::ErrorKind::TimedOut],
-                "{:?}",
-                s.failed
-            );
-            assert_eq!(s.made, 0);
-            assert!(s.lost.is_empty());
-        }
+        seen.borrow().handshake_failure(io::ErrorKind::TimedOut);
         assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
         // The server closed the socket.
         raw.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -740,15 +855,13 @@ fn server_handshake_timeout_fails_a_silent_client() {
             other => panic!("expected the connection closed, got {other:?}"),
         }
         // Only the handshake was timed: a client that completes it is served.
-        assert_served(&mut lp, addr, &id.connector(), b"in time");
+        assert_served(lp, addr, &id.connector(), b"in time");
     });
 }
 
 #[test]
 fn client_handshake_timeout_against_a_listener_that_never_answers() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
+    tls_test(|id, lp| {
         // The kernel completes the TCP handshake; nobody accepts or answers.
         let mute = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = mute.local_addr().unwrap();
@@ -756,20 +869,10 @@ fn client_handshake_timeout_against_a_listener_that_never_answers() {
             .connector()
             .handshake_timeout(Some(Duration::from_millis(200)));
         let start = Instant::now();
-        let client = hello(&mut lp, addr, &connector, b"unheard");
-        run_until(&mut lp, "the client's handshake timeout", || {
-            !client.borrow().failed.is_empty()
-        });
+        let client = hello(lp, addr, &connector, b"unheard");
+        run_until_ended(lp, "the client's handshake timeout", &client);
         let elapsed = start.elapsed();
-        let c = client.borrow();
-        assert_eq!(
-            c.failed_kinds(),
-            vec![io::ErrorKind::TimedOut],
-            "{:?}",
-            c.failed
-        );
-        assert_eq!(c.made, 0);
-        assert!(c.lost.is_empty());
+        client.borrow().handshake_failure(io::ErrorKind::TimedOut);
         assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
         // The client hello was sent, and the socket closed after it.
         let (accepted, _) = mute.accept().expect("accept");
@@ -783,16 +886,9 @@ fn client_handshake_timeout_against_a_listener_that_never_answers() {
 
 #[test]
 fn plain_http_to_the_tls_port_fails_the_handshake_and_the_server_keeps_serving() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
-        let (_listener, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), Echo::factory(&seen))
-                .expect("serve");
-        let client = thread::spawn(move || -> io::Result<Vec<u8>> {
-            let mut raw = TcpStream::connect(addr)?;
-            raw.set_read_timeout(Some(PATIENCE))?;
+    tls_test(|id, lp| {
+        let (addr, seen) = serve(lp, id.acceptor(), ECHO);
+        let client = spawn_raw(addr, |mut raw| {
             raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
             let mut got = Vec::new();
             match raw.read_to_end(&mut got) {
@@ -801,29 +897,20 @@ fn plain_http_to_the_tls_port_fails_the_handshake_and_the_server_keeps_serving()
                 Err(e) => Err(e), // a timeout: the server hung
             }
         });
-        let answer = run_until_joined(&mut lp, "the HTTP client", client).expect("no answer");
+        let answer = run_until_joined(lp, "the HTTP client", client).expect("no answer");
         // An alert record (content type 21), or nothing: never HTTP.
         assert!(
             answer.is_empty() || answer[0] == 0x15,
             "answered {:?}",
             String::from_utf8_lossy(&answer)
         );
-        run_until(&mut lp, "connection_failed", || {
-            !seen.borrow().failed.is_empty()
-        });
+        run_until_ended(lp, "connection_failed", &seen);
         {
             let s = seen.borrow();
-            assert_eq!(
-                s.failed_kinds(),
-                vec![io::ErrorKind::InvalidData],
-                "{:?}",
-                s.failed
-            );
-            assert!(rustls_source(&s.failed[0]).is_some(), "{:?}", s.failed);
-            assert_eq!(s.made, 0);
-            assert!(s.lost.is_empty());
+            let e = s.handshake_failure(io::ErrorKind::InvalidData);
+            assert!(rustls_source(e).is_some(), "{e:?}");
         }
-        assert_served(&mut lp, addr, &id.connector(), b"GET / over TLS");
+        assert_served(lp, addr, &id.connector(), b"GET / over TLS");
     });
 }
 
@@ -832,31 +919,19 @@ fn plain_http_to_the_tls_port_fails_the_handshake_and_the_server_keeps_serving()
 
 #[test]
 fn alpn_and_sni_are_seen_on_both_sides() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
+    tls_test(|id, lp| {
         let mut config = id.server_config();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            TlsAcceptor::new(Arc::new(config)),
-            Echo::factory(&server),
-        )
-        .expect("serve");
+        let (addr, server) = serve(lp, TlsAcceptor::new(Arc::new(config)), ECHO);
         let mut client_config = id.client_config();
         client_config.alpn_protocols = vec![b"http/1.1".to_vec()];
         // The address is an IP: the name verified and sent as SNI is the
         // override.
         let connector = TlsConnector::new(Arc::new(client_config)).server_name("localhost");
-        let client = hello(&mut lp, addr, &connector, b"GET / HTTP/1.1\r\n\r\n");
-        run_until(&mut lp, "the client to finish", || {
-            !client.borrow().lost.is_empty() || !client.borrow().failed.is_empty()
-        });
+        let client = hello(lp, addr, &connector, b"GET / HTTP/1.1\r\n\r\n");
+        run_until_ended(lp, "the client to finish", &client);
         let c = client.borrow();
-        assert!(c.failed.is_empty(), "{:?}", c.failed);
-        assert_eq!(c.data, b"GET / HTTP/1.1\r\n\r\n");
+        c.assert_clean(b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(c.tls[0].alpn.as_deref(), Some(&b"http/1.1"[..]));
         assert_eq!(c.tls[0].peer_certs.as_deref(), Some(&[id.cert.clone()][..]));
         let s = server.borrow();
@@ -869,90 +944,47 @@ fn alpn_and_sni_are_seen_on_both_sides() {
 
 #[test]
 fn the_host_of_the_address_is_the_default_server_name() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            id.acceptor(),
-            Echo::factory(&server),
-        )
-        .expect("serve");
+    tls_test(|id, lp| {
+        let (addr, server) = serve(lp, id.acceptor(), ECHO);
         // "localhost:port": the name comes from the address (connect tries
         // each of its addresses; the server is on 127.0.0.1).
         let connector = TlsConnector::new(Arc::new(id.client_config()));
-        let client = Shared::default();
-        tls::connect_tls(
-            &mut lp,
-            &format!("localhost:{}", addr.port()),
-            Some(PATIENCE),
-            &connector,
-            Hello {
-                msg: b"by name".to_vec(),
-                seen: client.clone(),
-            },
-        )
-        .expect("connect_tls");
-        run_until(&mut lp, "the client to finish", || {
-            !client.borrow().lost.is_empty() || !client.borrow().failed.is_empty()
-        });
-        assert!(client.borrow().failed.is_empty(), "{:?}", client.borrow());
-        assert_eq!(client.borrow().data, b"by name");
+        let by_name = format!("localhost:{}", addr.port());
+        let client = connect(lp, &by_name, &connector, Role::Hello(b"by name".to_vec()));
+        run_until_ended(lp, "the client to finish", &client);
+        client.borrow().assert_clean(b"by name");
         assert_eq!(server.borrow().tls[0].sni.as_deref(), Some("localhost"));
 
         // "127.0.0.1:port" with no override: the certificate is not valid
         // for that IP address.
-        let client = hello(&mut lp, addr, &connector, b"by address");
-        run_until(&mut lp, "the client to fail", || {
-            !client.borrow().failed.is_empty()
-        });
-        let c = client.borrow();
-        assert_eq!(c.made, 0);
-        assert!(
-            matches!(
-                rustls_source(&c.failed[0]),
-                Some(rustls::Error::InvalidCertificate(_))
-            ),
-            "{:?}",
-            c.failed
+        let client = hello(lp, addr, &connector, b"by address");
+        run_until_ended(lp, "the client to fail", &client);
+        assert_rustls!(
+            client
+                .borrow()
+                .handshake_failure(io::ErrorKind::InvalidData),
+            rustls::Error::InvalidCertificate(_)
         );
     });
 }
 
 #[test]
 fn a_wrong_server_name_fails_verification() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            id.acceptor(),
-            Echo::factory(&server),
-        )
-        .expect("serve");
+    tls_test(|id, lp| {
+        let (addr, server) = serve(lp, id.acceptor(), ECHO);
         let connector = TlsConnector::new(Arc::new(id.client_config())).server_name("wrong.test");
-        let client = hello(&mut lp, addr, &connector, b"misdirected");
-        run_until(&mut lp, "both sides to fail", || {
+        let client = hello(lp, addr, &connector, b"misdirected");
+        run_until(lp, "both sides to fail", || {
             !client.borrow().failed.is_empty() && !server.borrow().failed.is_empty()
         });
-        let c = client.borrow();
-        assert_eq!(c.made, 0);
-        assert!(c.lost.is_empty());
-        assert_eq!(c.failed_kinds(), vec![io::ErrorKind::InvalidData]);
-        assert!(
-            matches!(
-                rustls_source(&c.failed[0]),
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForName
-                        | rustls::CertificateError::NotValidForNameContext { .. }
-                ))
-            ),
-            "{:?}",
-            c.failed
+        assert_rustls!(
+            client
+                .borrow()
+                .handshake_failure(io::ErrorKind::InvalidData),
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }
+            )
         );
         let s = server.borrow();
         assert_eq!(s.made, 0);
@@ -999,74 +1031,51 @@ fn client_config_with(
     }
 }
 
+/// A connector for "localhost" from [`client_config_with`].
+fn connector_with(
+    id: &Identity,
+    version: &'static rustls::SupportedProtocolVersion,
+    cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+) -> TlsConnector {
+    TlsConnector::new(Arc::new(client_config_with(id, &[version], cert))).server_name("localhost")
+}
+
 #[test]
 fn client_certificates_are_required_and_seen() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
+    tls_test(|id, lp| {
         let pki = client_pki();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            TlsAcceptor::new(Arc::new(mtls_server_config(&id, &pki))),
-            Echo::factory(&server),
-        )
-        .expect("serve");
+        let mtls = TlsAcceptor::new(Arc::new(mtls_server_config(id, &pki)));
+        let (addr, server) = serve(lp, mtls, ECHO);
         let versions: &[&'static rustls::SupportedProtocolVersion] =
             &[&rustls::version::TLS13, &rustls::version::TLS12];
 
         // TLS 1.2 without a certificate: the server refuses before its
         // Finished, so neither side completes the handshake.
-        let connector = TlsConnector::new(Arc::new(client_config_with(
-            &id,
-            &[&rustls::version::TLS12],
-            None,
-        )))
-        .server_name("localhost");
-        let client = hello(&mut lp, addr, &connector, b"anonymous 1.2");
-        run_until(&mut lp, "both sides to fail (1.2)", || {
+        let connector = connector_with(id, &rustls::version::TLS12, None);
+        let client = hello(lp, addr, &connector, b"anonymous 1.2");
+        run_until(lp, "both sides to fail (1.2)", || {
             !client.borrow().failed.is_empty() && server.borrow().failed.len() == 1
         });
         {
-            let c = client.borrow();
-            assert_eq!(c.made, 0);
-            assert!(c.lost.is_empty());
-            assert_eq!(c.failed_kinds(), vec![io::ErrorKind::InvalidData]);
-            assert!(
-                matches!(
-                    rustls_source(&c.failed[0]),
-                    Some(rustls::Error::AlertReceived(_))
-                ),
-                "{:?}",
-                c.failed
+            assert_rustls!(
+                client
+                    .borrow()
+                    .handshake_failure(io::ErrorKind::InvalidData),
+                rustls::Error::AlertReceived(_)
             );
             let s = server.borrow();
             assert_eq!(s.made, 0);
-            assert!(
-                matches!(
-                    rustls_source(&s.failed[0]),
-                    Some(rustls::Error::NoCertificatesPresented)
-                ),
-                "{:?}",
-                s.failed
-            );
+            assert_rustls!(&s.failed[0], rustls::Error::NoCertificatesPresented);
         }
 
         // TLS 1.3 without a certificate: the client's handshake is done
         // once it sends its (empty) Certificate and Finished, so it gets
         // connection_made; the server's alert then loses its connection.
         // The server's protocol never hears of a connection.
-        let connector = TlsConnector::new(Arc::new(client_config_with(
-            &id,
-            &[&rustls::version::TLS13],
-            None,
-        )))
-        .server_name("localhost");
-        let client = hello(&mut lp, addr, &connector, b"anonymous 1.3");
-        run_until(&mut lp, "both sides to fail (1.3)", || {
-            let c = client.borrow();
-            (!c.failed.is_empty() || !c.lost.is_empty()) && server.borrow().failed.len() == 2
+        let connector = connector_with(id, &rustls::version::TLS13, None);
+        let client = hello(lp, addr, &connector, b"anonymous 1.3");
+        run_until(lp, "both sides to fail (1.3)", || {
+            client.borrow().ended() && server.borrow().failed.len() == 2
         });
         {
             let c = client.borrow();
@@ -1077,41 +1086,22 @@ fn client_certificates_are_required_and_seen() {
                 .or(c.failed.first())
                 .expect("the client's error");
             assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
-            assert!(
-                matches!(
-                    rustls_source(error),
-                    Some(rustls::Error::AlertReceived(
-                        rustls::AlertDescription::CertificateRequired
-                    ))
-                ),
-                "{error:?}"
+            assert_rustls!(
+                error,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)
             );
             assert!(c.data.is_empty(), "no echo without a certificate");
             let s = server.borrow();
             assert_eq!(s.made, 0);
             assert!(s.lost.is_empty());
-            assert!(
-                matches!(
-                    rustls_source(&s.failed[1]),
-                    Some(rustls::Error::NoCertificatesPresented)
-                ),
-                "{:?}",
-                s.failed
-            );
+            assert_rustls!(&s.failed[1], rustls::Error::NoCertificatesPresented);
         }
 
         // With the certificate the CA signed: served, and seen.
         for version in versions {
-            let config = client_config_with(
-                &id,
-                &[*version],
-                Some((
-                    pki.client_cert.clone(),
-                    PrivateKeyDer::Pkcs8(pki.client_key.clone().into()),
-                )),
-            );
-            let connector = TlsConnector::new(Arc::new(config)).server_name("localhost");
-            assert_served(&mut lp, addr, &connector, b"authenticated");
+            let key = PrivateKeyDer::Pkcs8(pki.client_key.clone().into());
+            let connector = connector_with(id, version, Some((pki.client_cert.clone(), key)));
+            assert_served(lp, addr, &connector, b"authenticated");
         }
         let s = server.borrow();
         assert_eq!(s.made, 2);
@@ -1135,151 +1125,47 @@ fn client_certificates_are_required_and_seen() {
 // ---------------------------------------------------------------------------
 // 9. STARTTLS
 
-/// What a STARTTLS side saw.
-#[derive(Default, Debug)]
-struct StartTlsSeen {
-    made: usize,
-    plain: Vec<u8>,
-    tls_started: usize,
-    already: Vec<io::ErrorKind>,
-    secret: Vec<u8>,
-    secret_over_tls: bool,
-    lost: Vec<Option<io::ErrorKind>>,
-    failed: Vec<io::ErrorKind>,
+/// A plain server on the loop whose connections play
+/// [`Role::StartTlsServer`] with `id`; what they see, and its address.
+fn serve_starttls(lp: &mut EventLoop, id: &Identity) -> (Shared, SocketAddr) {
+    let seen = Shared::default();
+    let role = Role::StartTlsServer(id.acceptor());
+    let (_listener, addr) =
+        transport::serve_addr(lp, "127.0.0.1:0", Recorder::factory(&seen, role)).expect("serve");
+    (seen, addr)
 }
 
-/// A line protocol: "STARTTLS\n" is answered "OK\n" and upgrades; what
-/// comes after the handshake is echoed.
-struct StartTlsServer {
-    acceptor: TlsAcceptor,
-    seen: Rc<RefCell<StartTlsSeen>>,
-}
-
-impl Protocol for StartTlsServer {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        assert!(t.tls().is_none());
-        self.seen.borrow_mut().made += 1;
-    }
-    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
-        let mut seen = self.seen.borrow_mut();
-        if t.tls().is_none() {
-            seen.plain.extend_from_slice(data);
-            if seen.plain.ends_with(b"STARTTLS\n") {
-                t.write(b"OK\n");
-                t.start_tls_server(&self.acceptor)
-                    .expect("start_tls_server");
-            }
-        } else {
-            assert!(seen.tls_started > 0, "data before tls_started");
-            seen.secret_over_tls = true;
-            seen.secret.extend_from_slice(data);
-            t.write(data);
-        }
-    }
-    fn tls_started(&mut self, t: &mut Transport<'_, Self>) {
-        let mut seen = self.seen.borrow_mut();
-        seen.tls_started += 1;
-        assert!(t.tls().is_some_and(|c| !c.is_handshaking()));
-        if let Err(e) = t.start_tls_server(&self.acceptor) {
-            seen.already.push(e.kind());
-        }
-    }
-    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
-        self.seen.borrow_mut().lost.push(error.map(|e| e.kind()));
-    }
-    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
-        self.seen.borrow_mut().failed.push(error.kind());
-    }
-}
-
-/// Asks for STARTTLS, upgrades on "OK\n", sends a secret over TLS and
-/// closes once it is echoed.
-struct StartTlsClient {
+/// A plain client on the loop to `addr` playing [`Role::StartTlsClient`];
+/// what it will see.
+fn connect_starttls(
+    lp: &mut EventLoop,
+    addr: SocketAddr,
     connector: TlsConnector,
     secret: &'static [u8],
-    seen: Rc<RefCell<StartTlsSeen>>,
-}
-
-impl Protocol for StartTlsClient {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        assert!(t.tls().is_none());
-        self.seen.borrow_mut().made += 1;
-        t.write(b"EHLO test\nSTARTTLS\n");
-    }
-    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
-        let mut seen = self.seen.borrow_mut();
-        if t.tls().is_none() {
-            seen.plain.extend_from_slice(data);
-            if seen.plain == b"OK\n" {
-                t.start_tls_client(&self.connector, "localhost")
-                    .expect("start_tls_client");
-            }
-        } else {
-            seen.secret_over_tls = true;
-            seen.secret.extend_from_slice(data);
-            if seen.secret.len() >= self.secret.len() {
-                t.close();
-            }
-        }
-    }
-    fn tls_started(&mut self, t: &mut Transport<'_, Self>) {
-        let mut seen = self.seen.borrow_mut();
-        seen.tls_started += 1;
-        assert!(t.tls().is_some_and(|c| !c.is_handshaking()));
-        if let Err(e) = t.start_tls_client(&self.connector, "localhost") {
-            seen.already.push(e.kind());
-        }
-        t.write(self.secret);
-    }
-    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
-        self.seen.borrow_mut().lost.push(error.map(|e| e.kind()));
-    }
-    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
-        self.seen.borrow_mut().failed.push(error.kind());
-    }
-}
-
-fn serve_starttls(lp: &mut EventLoop, id: &Identity) -> (Rc<RefCell<StartTlsSeen>>, SocketAddr) {
-    let seen = Rc::new(RefCell::new(StartTlsSeen::default()));
-    let factory_seen = seen.clone();
-    let acceptor = id.acceptor();
-    let (_listener, addr) = transport::serve_addr(lp, "127.0.0.1:0", move || StartTlsServer {
-        acceptor: acceptor.clone(),
-        seen: factory_seen.clone(),
-    })
-    .expect("serve");
-    (seen, addr)
+) -> Shared {
+    let seen = Shared::default();
+    let protocol = Recorder {
+        seen: seen.clone(),
+        role: Role::StartTlsClient { connector, secret },
+    };
+    transport::connect(lp, &addr.to_string(), Some(PATIENCE), protocol).expect("connect");
+    seen
 }
 
 #[test]
 fn start_tls_upgrades_both_sides_on_the_loop() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let (server, addr) = serve_starttls(&mut lp, &id);
-        let client = Rc::new(RefCell::new(StartTlsSeen::default()));
-        transport::connect(
-            &mut lp,
-            &addr.to_string(),
-            Some(PATIENCE),
-            StartTlsClient {
-                connector: id.connector(),
-                secret: b"the secret, encrypted",
-                seen: client.clone(),
-            },
-        )
-        .expect("connect");
-        run_until(&mut lp, "both sides to close", || {
-            !client.borrow().lost.is_empty() && !server.borrow().lost.is_empty()
-        });
+    tls_test(|id, lp| {
+        let (server, addr) = serve_starttls(lp, id);
+        let client = connect_starttls(lp, addr, id.connector(), b"the secret, encrypted");
+        run_until_both_lost(lp, &client, &server);
         for (side, seen) in [("client", &client), ("server", &server)] {
             let s = seen.borrow();
             assert_eq!(s.made, 1, "{side}");
             assert_eq!(s.tls_started, 1, "{side}");
             assert_eq!(s.already, vec![io::ErrorKind::AlreadyExists], "{side}");
-            assert!(s.secret_over_tls, "{side}");
-            assert_eq!(s.secret, b"the secret, encrypted", "{side}");
-            assert_eq!(s.lost, vec![None], "{side}");
+            // `data` is only what came over TLS.
+            assert_eq!(s.data, b"the secret, encrypted", "{side}");
+            assert_eq!(s.lost_kinds(), vec![None], "{side}");
             assert!(s.failed.is_empty(), "{side}");
         }
         assert_eq!(server.borrow().plain, b"EHLO test\nSTARTTLS\n");
@@ -1291,37 +1177,26 @@ fn start_tls_upgrades_both_sides_on_the_loop() {
 /// what follows "OK\n" on the wire is real TLS.
 #[test]
 fn start_tls_server_speaks_tls_to_a_blocking_client() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let (server, addr) = serve_starttls(&mut lp, &id);
+    tls_test(|id, lp| {
+        let (server, addr) = serve_starttls(lp, id);
         let config = Arc::new(id.client_config());
-        let client = thread::spawn(move || -> io::Result<Vec<u8>> {
-            let mut raw = TcpStream::connect(addr)?;
-            raw.set_read_timeout(Some(PATIENCE))?;
+        let client = spawn_raw(addr, |mut raw| {
             raw.write_all(b"STARTTLS\n")?;
             assert_eq!(read_exactly(&mut raw, 3)?, b"OK\n");
             let name = ServerName::try_from("localhost").unwrap();
             let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
             let mut c = rustls::StreamOwned::new(conn, raw);
-            c.write_all(b"over tls")?;
-            let echoed = read_exactly(&mut c, 8)?;
-            c.conn.send_close_notify();
-            c.flush()?;
-            let mut rest = Vec::new();
-            c.read_to_end(&mut rest)?; // the server's close_notify
-            assert!(rest.is_empty());
+            let echoed = round_trip(&mut c, b"over tls")?;
+            assert!(close_notify_and_read_rest(&mut c)?.is_empty());
             Ok(echoed)
         });
-        let echoed = run_until_joined(&mut lp, "the client", client).expect("client");
+        let echoed = run_until_joined(lp, "the client", client).expect("client");
         assert_eq!(echoed, b"over tls");
-        run_until(&mut lp, "connection_lost", || {
-            !server.borrow().lost.is_empty()
-        });
+        run_until_ended(lp, "connection_lost", &server);
         let s = server.borrow();
         assert_eq!(s.tls_started, 1);
-        assert_eq!(s.secret, b"over tls");
-        assert_eq!(s.lost, vec![None]);
+        assert_eq!(s.data, b"over tls");
+        assert_eq!(s.lost_kinds(), vec![None]);
     });
 }
 
@@ -1404,24 +1279,15 @@ impl Protocol for KeepAlive {
 
 #[test]
 fn two_hundred_concurrent_keep_alive_clients() {
-    common::with_timeout(WATCHDOG, || {
+    tls_test(|id, lp| {
         #[cfg(unix)]
         common::raise_nofile_limit(4096).expect("RLIMIT_NOFILE");
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            id.acceptor(),
-            Echo::factory(&server),
-        )
-        .expect("serve");
+        let (addr, server) = serve(lp, id.acceptor(), ECHO);
         let connector = id.connector();
         let tally = Rc::new(RefCell::new(Tally::default()));
         for id in 0..CLIENTS {
             tls::connect_tls(
-                &mut lp,
+                lp,
                 &addr.to_string(),
                 Some(PATIENCE),
                 &connector,
@@ -1435,11 +1301,11 @@ fn two_hundred_concurrent_keep_alive_clients() {
             )
             .expect("connect_tls");
         }
-        run_until(&mut lp, "every client to finish", || {
+        run_until(lp, "every client to finish", || {
             let t = tally.borrow();
             t.lost + t.failed.len() == CLIENTS
         });
-        run_until(&mut lp, "the server side to close", || {
+        run_until(lp, "the server side to close", || {
             server.borrow().lost.len() + server.borrow().failed.len() == CLIENTS
         });
         let t = tally.borrow();
@@ -1463,49 +1329,30 @@ fn two_hundred_concurrent_keep_alive_clients() {
 
 #[test]
 fn a_tls12_only_client_is_served() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            id.acceptor(),
-            Echo::factory(&server),
-        )
-        .expect("serve");
+    tls_test(|id, lp| {
+        let (addr, server) = serve(lp, id.acceptor(), ECHO);
 
         // On the loop.
-        let config = client_config_with(&id, &[&rustls::version::TLS12], None);
-        let connector = TlsConnector::new(Arc::new(config.clone())).server_name("localhost");
-        let client = hello(&mut lp, addr, &connector, &pattern(100_000, 12));
-        run_until(&mut lp, "the loop client", || {
-            !client.borrow().lost.is_empty() || !client.borrow().failed.is_empty()
-        });
+        let connector = connector_with(id, &rustls::version::TLS12, None);
+        let client = hello(lp, addr, &connector, &pattern(100_000, 12));
+        run_until_ended(lp, "the loop client", &client);
         {
             let c = client.borrow();
-            assert!(c.failed.is_empty(), "{:?}", c.failed);
-            assert_eq!(c.data, pattern(100_000, 12));
+            c.assert_clean(&pattern(100_000, 12));
             assert_eq!(c.tls[0].version, Some(ProtocolVersion::TLSv1_2));
-            assert_eq!(c.lost_kinds(), vec![None]);
         }
 
         // And a blocking one on a thread.
-        let thread_client = thread::spawn(move || -> io::Result<Vec<u8>> {
-            let mut c = blocking_client(addr, config, "localhost");
-            c.write_all(b"one-two")?;
-            let echoed = read_exactly(&mut c, 7)?;
+        let config = client_config_with(id, &[&rustls::version::TLS12], None);
+        let thread_client = spawn_client(addr, config, |c| {
+            let echoed = round_trip(c, b"one-two")?;
             assert_eq!(c.conn.protocol_version(), Some(ProtocolVersion::TLSv1_2));
-            c.conn.send_close_notify();
-            c.flush()?;
-            let mut rest = Vec::new();
-            c.read_to_end(&mut rest)?;
+            close_notify_and_read_rest(c)?;
             Ok(echoed)
         });
-        let echoed =
-            run_until_joined(&mut lp, "the blocking client", thread_client).expect("client");
+        let echoed = run_until_joined(lp, "the blocking client", thread_client).expect("client");
         assert_eq!(echoed, b"one-two");
-        run_until(&mut lp, "both server sides to close", || {
+        run_until(lp, "both server sides to close", || {
             server.borrow().lost.len() == 2
         });
         let s = server.borrow();
@@ -1521,60 +1368,14 @@ fn a_tls12_only_client_is_served() {
 // ---------------------------------------------------------------------------
 // Reading paused from connection_made
 
-/// Pauses reading as soon as it is made; echoes once resumed.
-struct PausedAtFirst {
-    seen: Shared,
-    data_while_paused: Rc<RefCell<Vec<u8>>>,
-}
-
-impl Protocol for PausedAtFirst {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        t.pause_reading();
-        self.seen.borrow_mut().made += 1;
-        self.seen.borrow_mut().tokens_paused.push(t.token());
-    }
-    fn data_received(&mut self, t: &mut Transport<'_, Self>, data: &[u8]) {
-        if !t.is_reading() {
-            self.data_while_paused.borrow_mut().extend_from_slice(data);
-        }
-        self.seen.borrow_mut().data.extend_from_slice(data);
-        t.write(data);
-    }
-    fn eof_received(&mut self, t: &mut Transport<'_, Self>) -> bool {
-        assert!(t.is_reading(), "eof_received while reading is paused");
-        let mut seen = self.seen.borrow_mut();
-        assert!(!seen.data.is_empty(), "eof_received before the data");
-        seen.eof += 1;
-        false
-    }
-    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
-        self.seen.borrow_mut().lost.push(error);
-    }
-    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
-        self.seen.borrow_mut().failed.push(error);
-    }
-}
-
 /// A TLS 1.3 client's Finished, its first application data and its
 /// close_notify leave in one send, so the server reads them in one read: a
 /// protocol that pauses reading in `connection_made` must get neither the
 /// data nor the end of stream until it resumes, and then in that order.
 #[test]
 fn pause_reading_in_connection_made_holds_data_that_came_with_the_handshake() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
-        let while_paused = Rc::new(RefCell::new(Vec::new()));
-        let (factory_seen, factory_paused) = (seen.clone(), while_paused.clone());
-        let (_listener, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), move || {
-                PausedAtFirst {
-                    seen: factory_seen.clone(),
-                    data_while_paused: factory_paused.clone(),
-                }
-            })
-            .expect("serve");
+    tls_test(|id, lp| {
+        let (addr, seen) = serve(lp, id.acceptor(), Role::PausedAtFirst);
         let config = Arc::new(id.client_config());
         let client = thread::spawn(move || -> io::Result<Vec<u8>> {
             let sock = TcpStream::connect(addr)?;
@@ -1605,31 +1406,31 @@ fn pause_reading_in_connection_made_holds_data_that_came_with_the_handshake() {
             c.read_to_end(&mut echoed)?; // and the server's close_notify
             Ok(echoed)
         });
-        run_until(&mut lp, "connection_made", || seen.borrow().made == 1);
+        run_until(lp, "connection_made", || seen.borrow().made == 1);
         // Give the loop some turns: a paused connection reads nothing.
         for _ in 0..10 {
             lp.run_once(Some(Duration::from_millis(10))).unwrap();
         }
-        assert_eq!(
-            String::from_utf8_lossy(&while_paused.borrow()),
-            "",
-            "data_received while reading is paused"
-        );
-        assert!(seen.borrow().data.is_empty());
-        assert_eq!(seen.borrow().eof, 0, "eof_received while paused");
-        assert!(seen.borrow().lost.is_empty());
-        let token = seen.borrow().tokens_paused[0];
+        {
+            let s = seen.borrow();
+            assert_eq!(
+                String::from_utf8_lossy(&s.data_while_paused),
+                "",
+                "data_received while reading is paused"
+            );
+            assert!(s.data.is_empty());
+            assert_eq!(s.eof, 0, "eof_received while paused");
+            assert!(s.lost.is_empty());
+        }
+        let token = seen.borrow().tokens[0];
         lp.with_transport(token, |_p, t| t.resume_reading())
             .expect("with_transport");
-        let echoed = run_until_joined(&mut lp, "the echo", client).expect("client");
+        let echoed = run_until_joined(lp, "the echo", client).expect("client");
         assert_eq!(echoed, b"early bird");
-        run_until(&mut lp, "connection_lost", || {
-            !seen.borrow().lost.is_empty()
-        });
+        run_until_ended(lp, "connection_lost", &seen);
         let s = seen.borrow();
-        assert_eq!(s.data, b"early bird");
+        s.assert_clean(b"early bird");
         assert_eq!(s.eof, 1);
-        assert_eq!(s.lost_kinds(), vec![None]);
     });
 }
 
@@ -1638,26 +1439,12 @@ fn pause_reading_in_connection_made_holds_data_that_came_with_the_handshake() {
 
 #[test]
 fn a_failed_start_tls_handshake_loses_both_connections_with_the_error() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
+    tls_test(|id, lp| {
         let stranger = Identity::named("stranger");
-        let mut lp = quiet_loop();
-        let (server, addr) = serve_starttls(&mut lp, &id);
-        let client = Rc::new(RefCell::new(StartTlsSeen::default()));
-        transport::connect(
-            &mut lp,
-            &addr.to_string(),
-            Some(PATIENCE),
-            StartTlsClient {
-                connector: stranger.connector(), // does not trust the server
-                secret: b"never sent",
-                seen: client.clone(),
-            },
-        )
-        .expect("connect");
-        run_until(&mut lp, "both sides to be lost", || {
-            !client.borrow().lost.is_empty() && !server.borrow().lost.is_empty()
-        });
+        let (server, addr) = serve_starttls(lp, id);
+        // The client does not trust the server.
+        let client = connect_starttls(lp, addr, stranger.connector(), b"never sent");
+        run_until_both_lost(lp, &client, &server);
         for (side, seen) in [("client", &client), ("server", &server)] {
             let s = seen.borrow();
             assert_eq!(
@@ -1665,43 +1452,26 @@ fn a_failed_start_tls_handshake_loses_both_connections_with_the_error() {
                 "{side}: connection_made was for the plain connection"
             );
             assert_eq!(s.tls_started, 0, "{side}");
-            assert!(s.secret.is_empty(), "{side}");
-            assert_eq!(s.lost, vec![Some(io::ErrorKind::InvalidData)], "{side}");
+            assert!(s.data.is_empty(), "{side}");
+            assert_eq!(
+                s.lost_kinds(),
+                vec![Some(io::ErrorKind::InvalidData)],
+                "{side}"
+            );
             assert!(s.failed.is_empty(), "{side}");
         }
     });
 }
 
-/// Aborts as soon as it is made.
-struct AbortAtOnce;
-
-impl Protocol for AbortAtOnce {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        t.write(b"lost");
-        t.abort();
-    }
-    fn data_received(&mut self, _t: &mut Transport<'_, Self>, _data: &[u8]) {}
-}
-
 #[test]
 fn abort_sends_no_close_notify() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let (_listener, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), || AbortAtOnce)
-                .expect("serve");
-        let config = id.client_config();
-        let client = thread::spawn(move || -> io::Result<()> {
-            let mut c = blocking_client(addr, config, "localhost");
-            let mut got = Vec::new();
-            match c.read_to_end(&mut got) {
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
-                other => panic!("expected a truncation, got {other:?} after {got:?}"),
-            }
+    tls_test(|id, lp| {
+        let (addr, _) = serve(lp, id.acceptor(), Role::SayThenAbort(b"lost"));
+        let client = spawn_client(addr, id.client_config(), |c| {
+            expect_truncation(c);
+            Ok(())
         });
-        run_until_joined(&mut lp, "the client", client).expect("client");
+        run_until_joined(lp, "the client", client).expect("client");
     });
 }
 
@@ -1710,18 +1480,10 @@ fn abort_sends_no_close_notify() {
 
 #[test]
 fn a_bad_record_after_the_handshake_is_connection_lost_with_invalid_data() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let seen = Shared::default();
-        let (_listener, addr) =
-            tls::serve_tls_addr(&mut lp, "127.0.0.1:0", id.acceptor(), Echo::factory(&seen))
-                .expect("serve");
-        let config = id.client_config();
-        let client = thread::spawn(move || -> io::Result<io::Error> {
-            let mut c = blocking_client(addr, config, "localhost");
-            c.write_all(b"fine")?;
-            assert_eq!(read_exactly(&mut c, 4)?, b"fine");
+    tls_test(|id, lp| {
+        let (addr, seen) = serve(lp, id.acceptor(), ECHO);
+        let client = spawn_client(addr, id.client_config(), |c| {
+            assert_eq!(round_trip(c, b"fine")?, b"fine");
             // An application-data record that does not decrypt.
             let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x40];
             forged.extend(pattern(0x40, 99));
@@ -1730,88 +1492,32 @@ fn a_bad_record_after_the_handshake_is_connection_lost_with_invalid_data() {
             let mut rest = Vec::new();
             Ok(c.read_to_end(&mut rest).expect_err("an alert, not an end"))
         });
-        let client_error = run_until_joined(&mut lp, "the client", client).expect("client");
+        let client_error = run_until_joined(lp, "the client", client).expect("client");
         assert_eq!(
             client_error.kind(),
             io::ErrorKind::InvalidData,
             "{client_error}"
         );
-        run_until(&mut lp, "connection_lost", || {
-            !seen.borrow().lost.is_empty()
-        });
+        run_until_ended(lp, "connection_lost", &seen);
         let s = seen.borrow();
         assert_eq!(s.made, 1);
         assert_eq!(s.data, b"fine");
         assert_eq!(s.lost.len(), 1);
         let e = s.lost[0].as_ref().expect("an error");
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
-        assert!(
-            matches!(rustls_source(e), Some(rustls::Error::DecryptError)),
-            "{e:?}"
-        );
+        assert_rustls!(e, rustls::Error::DecryptError);
     });
-}
-
-/// Sends a request, half-closes (close_notify, then the TCP write side),
-/// and reads the reply to the server's close_notify.
-struct HalfClose {
-    seen: Shared,
-}
-
-impl Protocol for HalfClose {
-    fn connection_made(&mut self, t: &mut Transport<'_, Self>) {
-        t.write(b"request, then end of stream");
-        t.write_eof();
-        t.write(b"ignored");
-        self.seen.borrow_mut().made += 1;
-    }
-    fn data_received(&mut self, _t: &mut Transport<'_, Self>, data: &[u8]) {
-        self.seen.borrow_mut().data.extend_from_slice(data);
-    }
-    fn eof_received(&mut self, _t: &mut Transport<'_, Self>) -> bool {
-        self.seen.borrow_mut().eof += 1;
-        true // closes by itself: both directions have ended
-    }
-    fn connection_lost(&mut self, _t: &mut Transport<'_, Self>, error: Option<io::Error>) {
-        self.seen.borrow_mut().lost.push(error);
-    }
-    fn connection_failed(&mut self, _lp: &mut EventLoop, error: io::Error) {
-        self.seen.borrow_mut().failed.push(error);
-    }
 }
 
 #[test]
 fn write_eof_on_a_loop_client_is_a_tls_half_close() {
-    common::with_timeout(WATCHDOG, || {
-        let id = Identity::localhost();
-        let mut lp = quiet_loop();
-        let server = Shared::default();
-        let (_listener, addr) = tls::serve_tls_addr(
-            &mut lp,
-            "127.0.0.1:0",
-            id.acceptor(),
-            Echo::factory(&server),
-        )
-        .expect("serve");
-        let client = Shared::default();
-        tls::connect_tls(
-            &mut lp,
-            &addr.to_string(),
-            Some(PATIENCE),
-            &id.connector(),
-            HalfClose {
-                seen: client.clone(),
-            },
-        )
-        .expect("connect_tls");
-        run_until(&mut lp, "both sides to close", || {
-            !client.borrow().lost.is_empty() && !server.borrow().lost.is_empty()
-        });
+    tls_test(|id, lp| {
+        let (addr, server) = serve(lp, id.acceptor(), ECHO);
+        let client = connect(lp, &addr.to_string(), &id.connector(), Role::HalfClose);
+        run_until_both_lost(lp, &client, &server);
         let c = client.borrow();
-        assert!(c.failed.is_empty(), "{:?}", c.failed);
-        assert_eq!(c.data, b"request, then end of stream");
+        c.assert_clean(b"request, then end of stream");
         assert_eq!(c.eof, 1, "the server's close_notify");
-        assert_eq!(c.lost_kinds(), vec![None]);
         let s = server.borrow();
         assert_eq!(s.data, b"request, then end of stream");
         assert_eq!(s.eof, 1, "the client's close_notify");

@@ -3,6 +3,7 @@
 //! connects that fail. Every byte checked; loopback only; bounded time.
 #![cfg(feature = "transport")]
 
+mod common;
 mod example_util;
 
 use std::cell::RefCell;
@@ -15,31 +16,10 @@ use std::time::{Duration, Instant};
 use selectloop::transport::{self, Protocol, StreamToken, Transport};
 use selectloop::EventLoop;
 
+use common::{pattern, quiet_loop, run_until};
+
 /// How long any one step may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Runs the loop until `done()` holds; panics after [`PATIENCE`].
-fn run_until(lp: &mut EventLoop, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        lp.run_once(Some(Duration::from_millis(50)))
-            .expect("run_once");
-    }
-}
-
-/// Reproducible bytes: xorshift from `seed`.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+const PATIENCE: Duration = common::LOOP_PATIENCE;
 
 /// What a protocol saw, shared with the test.
 #[derive(Default, Debug)]
@@ -85,14 +65,6 @@ impl Protocol for Echo {
         self.seen.borrow_mut().resumed += 1;
         t.resume_reading();
     }
-}
-
-/// A loop whose error handler fails the test: the transport reports
-/// nothing there, resets included.
-fn quiet_loop() -> EventLoop {
-    let mut lp = EventLoop::new().expect("loop");
-    lp.set_error_handler(|_lp, failure| panic!("error handler reached: {failure}"));
-    lp
 }
 
 #[test]

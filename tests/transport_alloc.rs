@@ -5,16 +5,20 @@
 //! Runs on its main thread with no harness: libtest's threads would
 //! allocate meanwhile and blur the counts.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use selectloop::transport::{self, Protocol, Transport};
 use selectloop::EventLoop;
+
+use common::run_until;
 
 /// The system allocator, counting allocations and live bytes.
 struct Counting;
@@ -50,7 +54,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const PATIENCE: Duration = Duration::from_secs(30);
 /// Idle connections opened for the per-connection figure.
 const IDLE: usize = 500;
 /// Connections and rounds of the per-message check.
@@ -73,15 +76,6 @@ impl Protocol for Echo {
     }
     fn resume_writing(&mut self, t: &mut Transport<'_, Self>) {
         t.resume_reading();
-    }
-}
-
-fn run_until(lp: &mut EventLoop, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        lp.run_once(Some(Duration::from_millis(50)))
-            .expect("run_once");
     }
 }
 

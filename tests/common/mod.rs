@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: a loopback socket pair that works
 //! on every platform, mio-style `expect_events` / `expect_no_events`, a
 //! watchdog for tests that could hang, a way to name a selector's backend,
-//! and raising `RLIMIT_NOFILE`.
+//! raising `RLIMIT_NOFILE`, reproducible test bytes ([`pattern`]) and, with
+//! the event loop, running a loop until a condition holds ([`run_until`]).
 //!
 //! Each test binary includes this with `mod common;` (`tests/loop_util`
 //! re-exports part of it) and uses only part of it, hence the `dead_code`
@@ -19,6 +20,43 @@ use selectloop::{Backend, BaseSelector, Fd, Interest, Selector, Source};
 /// How long a test waits for something that should happen at once
 /// (loopback data, a wake-up) before declaring failure.
 pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long a loop-driven step ([`run_until`]) may take before the test
+/// fails: transports and TLS handshakes on a loaded machine.
+pub const LOOP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Reproducible bytes: xorshift from `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Runs the loop until `done()` holds; panics after [`LOOP_PATIENCE`].
+#[cfg(feature = "event-loop")]
+pub fn run_until(lp: &mut selectloop::EventLoop, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LOOP_PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        lp.run_once(Some(Duration::from_millis(50)))
+            .expect("run_once");
+    }
+}
+
+/// A loop whose error handler fails the test: transports report their
+/// failures (resets, TLS errors) to their protocols, never there.
+#[cfg(feature = "event-loop")]
+pub fn quiet_loop() -> selectloop::EventLoop {
+    let mut lp = selectloop::EventLoop::new().expect("loop");
+    lp.set_error_handler(|_lp, failure| panic!("error handler reached: {failure}"));
+    lp
+}
 
 /// A connected pair of loopback TCP sockets (CPython's `socketpair()`
 /// fallback): whatever is written to one end can be read from the other.
