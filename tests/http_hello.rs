@@ -8,10 +8,9 @@
 mod example_util;
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use example_util::http_client::{is_reset, Client, PATIENCE};
+use example_util::http_client::{is_reset, read_until_closed, Client, PATIENCE};
 use example_util::{curl, python3, run_curl, run_python, Server};
 
 fn server(flags: &[&str]) -> Server {
@@ -236,20 +235,6 @@ fn another_http_version_gets_505() {
     let r = c.response(false);
     assert_eq!(r.status, 505, "{r:?}");
     c.expect_closed();
-}
-
-/// Reads from `stream` until the server closes it; returns what it read.
-fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut chunk = [0; 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if is_reset(&e) => return got,
-            Err(e) => panic!("the server did not close the connection within {PATIENCE:?}: {e}"),
-        }
-    }
 }
 
 #[test]

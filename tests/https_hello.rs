@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use example_util::http_client::{is_reset, Client, PATIENCE};
+use example_util::http_client::{read_until_closed, Client, PATIENCE};
 use example_util::{curl, python3, run_curl, run_python, Server};
 use selectloop::transport::tls::rustls::pki_types::pem::PemObject;
 use selectloop::transport::tls::rustls::{ClientConnection, StreamOwned};
@@ -210,21 +210,6 @@ fn a_client_that_does_not_trust_the_certificate_fails_and_the_server_goes_on() {
     let mut good = server.connect(&server.client_config());
     good.send(get("").as_bytes());
     good.response(false).assert_hello(false);
-}
-
-/// Reads until the server closes or resets; what came before.
-fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut got = Vec::new();
-    let mut chunk = [0; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if is_reset(&e) => return got,
-            Err(e) => panic!("the server did not close within {PATIENCE:?}: {e}"),
-        }
-    }
 }
 
 #[test]

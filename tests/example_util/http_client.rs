@@ -151,3 +151,19 @@ pub fn is_reset(e: &io::Error) -> bool {
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
     )
 }
+
+/// Reads from `stream` until the server closes or resets it (reads bounded
+/// by [`PATIENCE`]); returns what came before.
+pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut got = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if is_reset(&e) => return got,
+            Err(e) => panic!("the server did not close the connection within {PATIENCE:?}: {e}"),
+        }
+    }
+}

@@ -346,20 +346,7 @@ fn http(csv: &str, out: &Path) {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut cpu = Series::new();
     for ((server, conns), rs) in &groups {
-        let col = |c: &str| rs.iter().map(|r| num(r, c)).collect::<Vec<_>>();
-        let mut rate = col("req_per_s");
-        let mut us = col("cpu_us_per_req");
-        let (m, u) = (median(&mut rate), median(&mut us));
-        println!(
-            "| {server} | {conns} | {} | ({} – {}) | {} | ({} – {}) | {} |",
-            fmt(m),
-            fmt(rate[0]),
-            fmt(rate[rate.len() - 1]),
-            fmt(u),
-            fmt(us[0]),
-            fmt(us[us.len() - 1]),
-            rs.len()
-        );
+        let (_, u) = rate_cpu_row(server, *conns, rs);
         push(&mut cpu, server, (*conns as f64, u));
     }
     println!();
@@ -410,20 +397,7 @@ fn https(csv: &str, out: &Path) {
         );
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for ((m, server, conns), rs) in groups.iter().filter(|((m, ..), _)| m == mode) {
-            let col = |c: &str| rs.iter().map(|r| num(r, c)).collect::<Vec<_>>();
-            let mut rate = col("req_per_s");
-            let mut us = col("cpu_us_per_req");
-            let (r, u) = (median(&mut rate), median(&mut us));
-            println!(
-                "| {server} | {conns} | {} | ({} – {}) | {} | ({} – {}) | {} |",
-                fmt(r),
-                fmt(rate[0]),
-                fmt(rate[rate.len() - 1]),
-                fmt(u),
-                fmt(us[0]),
-                fmt(us[us.len() - 1]),
-                rs.len()
-            );
+            let (r, u) = rate_cpu_row(server, *conns, rs);
             medians.insert((m.clone(), server.clone(), *conns), (r, u));
             push(&mut cpu, &format!("{server} {mode}"), (*conns as f64, u));
         }
@@ -470,4 +444,24 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// Prints one table row of a server's rounds: rate and CPU per request,
+/// median (min – max); returns the two medians.
+fn rate_cpu_row(server: &str, conns: u64, rs: &[&BTreeMap<String, String>]) -> (f64, f64) {
+    let col = |c: &str| rs.iter().map(|r| num(r, c)).collect::<Vec<_>>();
+    let mut rate = col("req_per_s");
+    let mut us = col("cpu_us_per_req");
+    let (r, u) = (median(&mut rate), median(&mut us));
+    println!(
+        "| {server} | {conns} | {} | ({} – {}) | {} | ({} – {}) | {} |",
+        fmt(r),
+        fmt(rate[0]),
+        fmt(rate[rate.len() - 1]),
+        fmt(u),
+        fmt(us[0]),
+        fmt(us[us.len() - 1]),
+        rs.len()
+    );
+    (r, u)
 }
