@@ -34,6 +34,13 @@ cfg_if::cfg_if! {
 #[cfg_attr(windows, path = "windows_child.rs")]
 pub(crate) mod child;
 
+/// Kills and reaps `child` (blocking until it is gone): never a zombie.
+#[cfg(feature = "transport")]
+pub(crate) fn reap_now(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 use std::time::Duration;
 
 /// A timeout as poll(2) / WSAPoll / epoll want it: milliseconds, rounded up so

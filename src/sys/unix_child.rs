@@ -98,26 +98,17 @@ pub(crate) fn spawn(mut command: Command) -> io::Result<Spawned> {
         spawn_waiter(child.id(), notify)?;
         Ok((stdin, stdout.into(), stderr.into(), exit))
     })();
-    match taken {
-        Ok((stdin, stdout, stderr, exit)) => Ok(Spawned {
-            child,
-            stdin,
-            stdout,
-            stderr,
-            exit,
-        }),
-        Err(e) => {
-            reap_now(&mut child);
-            Err(e)
-        }
-    }
+    let (stdin, stdout, stderr, exit) = taken.inspect_err(|_: &io::Error| reap_now(&mut child))?;
+    Ok(Spawned {
+        child,
+        stdin,
+        stdout,
+        stderr,
+        exit,
+    })
 }
 
-/// Kills and reaps `child` (blocking until it is gone): never a zombie.
-pub(crate) fn reap_now(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
+pub(crate) use super::reap_now;
 
 fn spawn_waiter(pid: u32, notify: UnixStream) -> io::Result<()> {
     let pid = libc::id_t::try_from(pid).map_err(io::Error::other)?;

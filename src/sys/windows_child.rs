@@ -120,26 +120,18 @@ pub(crate) fn spawn(mut command: Command) -> io::Result<Spawned> {
         })?;
         Ok((stdin, stdout, stderr, exit))
     })();
-    match bridged {
-        Ok((stdin, stdout, stderr, exit)) => Ok(Spawned {
-            child,
-            stdin,
-            stdout,
-            stderr,
-            exit,
-        }),
-        Err(e) => {
-            reap_now(&mut child);
-            Err(e)
-        }
-    }
+    let (stdin, stdout, stderr, exit) =
+        bridged.inspect_err(|_: &io::Error| reap_now(&mut child))?;
+    Ok(Spawned {
+        child,
+        stdin,
+        stdout,
+        stderr,
+        exit,
+    })
 }
 
-/// Kills and reaps `child` (blocking until it is gone).
-pub(crate) fn reap_now(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
+pub(crate) use super::reap_now;
 
 /// Writes to the child's stdin (its bridge).
 pub(crate) fn write(pipe: &WritePipe, data: &[u8]) -> io::Result<usize> {

@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
-use super::stream::{start, Protocol, Stream};
+use super::stream::{start, Protocol, Stream, Upgrade};
 use crate::net::{serve_listener, ListenerBuilder};
 use crate::{Backend, EventLoop, RegisterError, Token};
 
@@ -56,15 +56,33 @@ use crate::{Backend, EventLoop, RegisterError, Token};
 pub fn serve<B, P, F>(
     lp: &mut EventLoop<B>,
     listener: TcpListener,
-    mut factory: F,
+    factory: F,
 ) -> Result<Token<TcpListener>, RegisterError<TcpListener>>
 where
     B: Backend,
     P: Protocol<B>,
     F: FnMut() -> P + 'static,
 {
+    serve_upgraded(lp, listener, factory, || Ok(None))
+}
+
+/// [`serve`], each connection starting with what `upgrade` makes for it (a
+/// TLS session: `serve_tls`, or nothing).
+pub(super) fn serve_upgraded<B, P, F, U>(
+    lp: &mut EventLoop<B>,
+    listener: TcpListener,
+    mut factory: F,
+    mut upgrade: U,
+) -> Result<Token<TcpListener>, RegisterError<TcpListener>>
+where
+    B: Backend,
+    P: Protocol<B>,
+    F: FnMut() -> P + 'static,
+    U: FnMut() -> std::io::Result<Option<Upgrade>> + 'static,
+{
     serve_listener(lp, listener, move |lp, stream, _peer| {
-        start(lp, Stream::Tcp(stream), factory(), None).map_err(|(e, _protocol)| e)?;
+        let upgrade = upgrade()?;
+        start(lp, Stream::Tcp(stream), factory(), upgrade).map_err(|(e, _protocol)| e)?;
         Ok(())
     })
 }

@@ -106,11 +106,10 @@ pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 pub use rustls::{ClientConfig, Connection, ServerConfig};
 
 use super::stream::{
-    call, end_of_stream, start, Connection as StreamConnection, State, Stream, StreamToken, DEAD,
-    F_CLOSING, F_EOF_RECEIVED, F_MADE, F_READ_PAUSED, NO_WRITE,
+    call, end_of_stream, Connection as StreamConnection, State, StreamToken, DEAD, F_CLOSING,
+    F_EOF_RECEIVED, F_MADE, F_READ_PAUSED, NO_WRITE,
 };
 use super::{Protocol, Transport};
-use crate::net::serve_listener;
 use crate::{Backend, CallHandle, EventLoop, RegisterError, Token};
 
 /// asyncio's default TLS handshake timeout (`ssl_handshake_timeout`): a
@@ -307,18 +306,14 @@ pub fn serve_tls<B, P, F>(
     lp: &mut EventLoop<B>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    mut factory: F,
+    factory: F,
 ) -> Result<Token<TcpListener>, RegisterError<TcpListener>>
 where
     B: Backend,
     P: Protocol<B>,
     F: FnMut() -> P + 'static,
 {
-    serve_listener(lp, listener, move |lp, stream, _peer| {
-        let session = acceptor.session()?;
-        start(lp, Stream::Tcp(stream), factory(), Some(session)).map_err(|(e, _protocol)| e)?;
-        Ok(())
-    })
+    super::server::serve_upgraded(lp, listener, factory, move || acceptor.session().map(Some))
 }
 
 /// [`serve_tls`] on a new listener bound to `addr` (as
