@@ -2,10 +2,17 @@
 //! Windows, with no knowledge of selectors or the loop (nothing here imports
 //! them).
 //!
-//! Besides this module, OS names appear only in files that exist for one OS
-//! or one backend: `selector/select.rs` (select(2), Unix), the platform list
-//! of `selector/mod.rs` (which selector aliases exist where), the backend
-//! choice in `lib.rs`, and `event_loop/signal/{unix,windows}.rs`.
+//! Every OS call and FFI binding of the crate is here, or in a file that
+//! exists for one OS or one backend: `selector/select.rs` (select(2), Unix),
+//! `selector/epoll.rs` (Linux), `event_loop/signal/{unix,windows}.rs`.
+//! Elsewhere a `cfg(unix)` / `cfg(windows)` only says what exists where,
+//! never how it is done:
+//! - the platform list of `selector/mod.rs` (which selector aliases exist)
+//!   and the backend choice in `lib.rs`;
+//! - API that exists on Unix only: Unix stream and datagram sockets in
+//!   `transport`, `close_after_fork`, `SubprocessTransport::send_signal`;
+//! - which std trait hands over a descriptor (`AsFd` or `AsSocket`) in the
+//!   impls of a type that wraps one.
 //!
 //! Each platform file provides:
 //! - `Fd`: what Python calls a file descriptor (`RawFd` on Unix, `RawSocket` on Windows);

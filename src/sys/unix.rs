@@ -64,12 +64,28 @@ pub(crate) fn quiet_pair() -> io::Result<(UnixStream, UnixStream)> {
     Ok((a, b))
 }
 
-/// `send(2)` flags: never block, never raise SIGPIPE (Apple: `SO_NOSIGPIPE`
-/// on the socket instead, set by [`quiet_pair`]).
+/// The `send(2)` flag that keeps a write to a closed peer from raising
+/// SIGPIPE: `MSG_NOSIGNAL`, or none on Apple platforms, which lack a
+/// reliable one and get `SO_NOSIGPIPE` on the socket instead ([`quiet_pair`],
+/// [`no_sigpipe`]).
 #[cfg(not(target_vendor = "apple"))]
-pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+pub(crate) const NOSIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(target_vendor = "apple")]
-pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+pub(crate) const NOSIGNAL: libc::c_int = 0;
+
+/// `send(2)` flags: never block, never raise SIGPIPE.
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | NOSIGNAL;
+
+/// Makes sure no write to `socket` raises SIGPIPE however it is sent (Apple:
+/// sets `SO_NOSIGPIPE`; elsewhere sends carry [`NOSIGNAL`] and this does
+/// nothing).
+#[cfg(feature = "transport")]
+pub(crate) fn no_sigpipe(socket: socket2::SockRef<'_>) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    socket.set_nosigpipe(true)?;
+    let _ = socket;
+    Ok(())
+}
 
 /// Sends one byte on an end of a [`quiet_pair`]: never blocks, never raises
 /// SIGPIPE. Only calls send(2), so it is async-signal-safe (the signal

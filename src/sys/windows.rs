@@ -160,3 +160,14 @@ pub(crate) fn set_reuse_port(_socket: &socket2::Socket) -> io::Result<()> {
 pub(crate) fn connect_in_progress(_e: &io::Error) -> bool {
     false
 }
+
+/// `send` flags that keep a write from raising SIGPIPE: none needed, Windows
+/// has no SIGPIPE.
+#[cfg(feature = "transport")]
+pub(crate) const NOSIGNAL: i32 = 0;
+
+/// Nothing to do: Windows has no SIGPIPE.
+#[cfg(feature = "transport")]
+pub(crate) fn no_sigpipe(_socket: socket2::SockRef<'_>) -> io::Result<()> {
+    Ok(())
+}

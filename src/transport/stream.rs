@@ -36,11 +36,8 @@ const MAX_SPARE: usize = 64 * 1024;
 const MAX_SLICES: usize = 16;
 
 /// `send(2)` flags: never raise SIGPIPE (Apple: `SO_NOSIGPIPE` is set on
-/// the socket instead; Windows has no SIGPIPE).
-#[cfg(all(unix, not(target_vendor = "apple")))]
-const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(any(windows, target_vendor = "apple"))]
-const SEND_FLAGS: i32 = 0;
+/// the socket by `start` instead; Windows has no SIGPIPE).
+const SEND_FLAGS: i32 = crate::sys::NOSIGNAL;
 
 /// A read buffer shared by connections.
 type ReadBuf = Rc<RefCell<Vec<u8>>>;
@@ -1083,8 +1080,7 @@ pub(crate) fn start<P: Protocol<B>, B: Backend>(
     protocol: P,
     tls: Option<Upgrade>,
 ) -> Result<StreamToken<P>, (crate::Error, P)> {
-    #[cfg(target_vendor = "apple")]
-    if let Err(e) = SockRef::from(&stream).set_nosigpipe(true) {
+    if let Err(e) = crate::sys::no_sigpipe(SockRef::from(&stream)) {
         return Err((e.into(), protocol));
     }
     #[allow(unused_mut)] // without TLS
