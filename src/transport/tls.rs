@@ -81,7 +81,10 @@
 //! socket has not taken yet. The plaintext side has no buffer of its own
 //! once the handshake is done (each write is encrypted at once); before it,
 //! rustls holds what is written (only a
-//! [`start_tls`](Transport::start_tls_client) upgrade can write then).
+//! [`start_tls`](Transport::start_tls_client) upgrade can write then), and
+//! those bytes count against the water marks only once the handshake is
+//! done and they are encrypted: a protocol that writes during an upgrade's
+//! handshake is not paused by it.
 //! Pausing reading stops reading the socket, as on a plain connection: the
 //! plaintext of one read is delivered in one `data_received`. Plaintext (or
 //! a `close_notify`) that arrived in the read that finished the handshake,
