@@ -55,7 +55,7 @@
 //! | a panicking error handler stays installed | `event_loop.rs::panicking_error_handler_unwinds_and_stays_installed` |
 //! | one connection's set-up never takes `net::serve`'s listener down | `event_loop.rs::panicking_on_accept_keeps_the_listener_serving`, `accept_emfile.rs` (out of descriptors: paused, not spinning) |
 //! | a forked child lets go of the parent's loop without touching it | `after_fork.rs`, `hotline.rs::fork_model_child_holds_only_its_connection` |
-//! | no byte lost or corrupted under load with resets; descriptors back to baseline; RSS bounded | `soak.rs` (300 connections in CI), `.ci/soak` (10,000) |
+//! | no byte lost or corrupted under load with resets; descriptors back to baseline; RSS bounded | `soak.rs` (300 connections in CI, against `echo` and against `echo_protocol` on the stream transport), `.ci/soak` (10,000; `SOAK_SERVER=echo_protocol` for the transport) |
 //! | the examples' parsers hold their properties on any input | `fuzz/` (`.ci/fuzz`), replayed on stable by `fuzz_corpus.rs` |
 //! | a transport never blocks, buffers at most high water + one read for a flow-controlled echo to a peer that never reads, and delivers every byte | `transport.rs` (Python asyncio and socket clients, a peer that never reads, half-close, resets, failed connects), `echo_protocol.rs` |
 //! | no allocation per message on a warm transport; heap per idle connection bounded | `transport_alloc.rs` |

@@ -1,4 +1,5 @@
-//! The soak of `examples/echo`, short: `examples/soak_client` and the server
+//! The soak of `examples/echo` (and of `examples/echo_protocol`, the same
+//! server on the stream transport), short: `examples/soak_client` and the server
 //! as processes, 300 concurrent connections for 3 s (each one that ends
 //! replaced by a new one) with random sizes and random resets, every byte of
 //! every connection that is not reset checked; on Linux also the server's
@@ -47,8 +48,21 @@ fn fd_count(pid: u32) -> usize {
 
 #[test]
 fn hundreds_of_connections_with_resets_lose_no_byte_and_leak_no_descriptor() {
+    soak("echo");
+}
+
+/// The same soak against the echo server on the stream transport
+/// (`transport::Protocol`).
+#[cfg(feature = "transport")]
+#[test]
+fn the_transport_echo_loses_no_byte_and_leaks_no_descriptor_either() {
+    soak("echo_protocol");
+}
+
+/// 300 connections for 3 s against `example`, checked as the module docs say.
+fn soak(example: &str) {
     let _serial = serial();
-    let mut server = Server::start("echo", &["--addr", "127.0.0.1:0"]);
+    let mut server = Server::start(example, &["--addr", "127.0.0.1:0"]);
     let addr = server.addr.to_string();
     let pid = server.child.id().to_string();
     #[cfg(target_os = "linux")]
@@ -88,12 +102,12 @@ fn hundreds_of_connections_with_resets_lose_no_byte_and_leak_no_descriptor() {
     assert_eq!(fd_count(server.child.id()), before, "server descriptors");
     assert!(
         server.child.try_wait().expect("try_wait").is_none(),
-        "the echo server exited"
+        "the {example} server exited"
     );
     #[cfg(unix)]
     {
         let status = server.interrupt();
-        assert!(status.success(), "echo after SIGINT: {status:?}");
+        assert!(status.success(), "{example} after SIGINT: {status:?}");
     }
 }
 
