@@ -48,6 +48,41 @@ pub(crate) fn reap_now(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// A spawned child with its stdio, ready to register (`child::spawn`).
+#[cfg(feature = "transport")]
+pub(crate) struct Spawned {
+    pub(crate) child: std::process::Child,
+    pub(crate) stdin: child::WritePipe,
+    pub(crate) stdout: child::ReadPipe,
+    pub(crate) stderr: child::ReadPipe,
+    pub(crate) exit: child::ExitNotice,
+}
+
+#[cfg(feature = "transport")]
+impl Spawned {
+    /// The child with the loop's ends of its stdio and exit notice, or, if
+    /// setting those up failed, the error after the child is killed and
+    /// reaped: never a zombie.
+    fn new(
+        mut child: std::process::Child,
+        ends: std::io::Result<(
+            child::WritePipe,
+            child::ReadPipe,
+            child::ReadPipe,
+            child::ExitNotice,
+        )>,
+    ) -> std::io::Result<Spawned> {
+        let (stdin, stdout, stderr, exit) = ends.inspect_err(|_| reap_now(&mut child))?;
+        Ok(Spawned {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            exit,
+        })
+    }
+}
+
 use std::time::Duration;
 
 /// A timeout as poll(2) / WSAPoll / epoll want it: milliseconds, rounded up so

@@ -42,15 +42,6 @@ pub(crate) type WritePipe = UnixStream;
 /// Readable (end of stream) once the child has exited.
 pub(crate) type ExitNotice = UnixStream;
 
-/// A spawned child with its stdio, ready to register.
-pub(crate) struct Spawned {
-    pub(crate) child: Child,
-    pub(crate) stdin: WritePipe,
-    pub(crate) stdout: ReadPipe,
-    pub(crate) stderr: ReadPipe,
-    pub(crate) exit: ExitNotice,
-}
-
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let fd = fd.as_raw_fd();
     // SAFETY: fcntl(2) F_GETFL on a descriptor we own; no pointers.
@@ -98,17 +89,10 @@ pub(crate) fn spawn(mut command: Command) -> io::Result<Spawned> {
         spawn_waiter(child.id(), notify)?;
         Ok((stdin, stdout.into(), stderr.into(), exit))
     })();
-    let (stdin, stdout, stderr, exit) = taken.inspect_err(|_: &io::Error| reap_now(&mut child))?;
-    Ok(Spawned {
-        child,
-        stdin,
-        stdout,
-        stderr,
-        exit,
-    })
+    Spawned::new(child, taken)
 }
 
-pub(crate) use super::reap_now;
+pub(crate) use super::{reap_now, Spawned};
 
 fn spawn_waiter(pid: u32, notify: UnixStream) -> io::Result<()> {
     let pid = libc::id_t::try_from(pid).map_err(io::Error::other)?;

@@ -29,15 +29,6 @@ pub(crate) type WritePipe = TcpStream;
 /// Readable (end of stream) once the child has exited.
 pub(crate) type ExitNotice = TcpStream;
 
-/// A spawned child with its stdio, ready to register.
-pub(crate) struct Spawned {
-    pub(crate) child: Child,
-    pub(crate) stdin: WritePipe,
-    pub(crate) stdout: ReadPipe,
-    pub(crate) stderr: ReadPipe,
-    pub(crate) exit: ExitNotice,
-}
-
 /// A connected loopback pair: (the loop's end, non-blocking; the thread's
 /// end, blocking).
 fn pair() -> io::Result<(TcpStream, TcpStream)> {
@@ -120,18 +111,10 @@ pub(crate) fn spawn(mut command: Command) -> io::Result<Spawned> {
         })?;
         Ok((stdin, stdout, stderr, exit))
     })();
-    let (stdin, stdout, stderr, exit) =
-        bridged.inspect_err(|_: &io::Error| reap_now(&mut child))?;
-    Ok(Spawned {
-        child,
-        stdin,
-        stdout,
-        stderr,
-        exit,
-    })
+    Spawned::new(child, bridged)
 }
 
-pub(crate) use super::reap_now;
+pub(crate) use super::{reap_now, Spawned};
 
 /// Writes to the child's stdin (its bridge).
 pub(crate) fn write(pipe: &WritePipe, data: &[u8]) -> io::Result<usize> {
